@@ -1,0 +1,232 @@
+"""What an analyzer plugin is, and what it is given.
+
+Two kinds, after Trivy's analyzer core:
+
+* ``Analyzer`` is offered single files, layer by layer. It says which files it wants with the
+  cheap ``required(info)`` (called for every entry, from tar metadata alone) and turns each
+  wanted file into an ``AnalysisResult``. Its results are cached per layer under
+  (diff_id, name, version, ``cache_key()``), so it must depend on nothing but the file.
+* ``PostAnalyzer`` runs once per image over the merged view (``ImageView``), with the
+  packages already found; for work that needs several files or the image config (which
+  package owns this setuid file, FORTIFY against the image's own libc, risky config).
+
+Third parties register either under the entry-point group ``imgscan.analyzers``.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, ClassVar
+
+from imgscan.model import (
+    Finding,
+    LayerRef,
+    OSInfo,
+    Package,
+    PackageFiles,
+    ScanWarning,
+)
+
+#: The most any analyzer gets from ``FileInput.read()``; larger files must be streamed.
+DEFAULT_MAX_READ = 64 << 20
+
+
+class FileKind(str, enum.Enum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    CHAR = "char"
+    BLOCK = "block"
+    FIFO = "fifo"
+    WHITEOUT = "whiteout"  # .wh.NAME: deletes NAME of lower layers
+    OPAQUE = "opaque"  # .wh..wh..opq: hides the lower layers' children of its directory
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry's metadata as the layer tar recorded it (not as the disk shows it).
+
+    ``path`` is relative to the image root, without a leading slash (``usr/bin/su``). For a
+    whiteout, ``path`` is the path it deletes; for an opaque marker, the directory. ``mode``
+    holds the permission bits including setuid (0o4000), setgid (0o2000) and sticky (0o1000).
+    ``linkname`` is a symlink's target, or a hard link's target path (relative to the root).
+    """
+
+    path: str
+    kind: FileKind
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    linkname: str = ""
+    mtime: int = 0
+    xattrs: Mapping[str, bytes] = field(default_factory=dict)
+    devmajor: int = 0
+    devminor: int = 0
+
+    @property
+    def is_regular(self) -> bool:
+        return self.kind in (FileKind.FILE, FileKind.HARDLINK)
+
+    @property
+    def abspath(self) -> str:
+        return "/" + self.path
+
+
+class FileInput(ABC):
+    """A wanted file, handed to every analyzer that asked for it.
+
+    ``read()`` returns the content (up to ``limit``) and is shared: the bytes are read from
+    disk at most once whatever the number of analyzers. ``open()`` streams, for large files.
+    """
+
+    info: FileInfo
+    layer: LayerRef | None
+
+    @abstractmethod
+    def read(self, limit: int = DEFAULT_MAX_READ) -> bytes:
+        """The first ``limit`` bytes of the file (all of it when smaller)."""
+
+    @abstractmethod
+    def open(self) -> BinaryIO:
+        """A fresh binary stream over the whole file."""
+
+
+@dataclass
+class AnalysisResult:
+    """What an analyzer found in one file (or, for a PostAnalyzer, in the image)."""
+
+    packages: list[Package] = field(default_factory=list)
+    package_files: list[PackageFiles] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    warnings: list[ScanWarning] = field(default_factory=list)
+    os: OSInfo | None = None
+    #: per-file facts for tables (``facts["elf"]`` = one row per binary)
+    facts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def merge(self, other: AnalysisResult | None) -> None:
+        if other is None:
+            return
+        self.packages.extend(other.packages)
+        self.package_files.extend(other.package_files)
+        self.findings.extend(other.findings)
+        self.warnings.extend(other.warnings)
+        if other.os is not None:
+            self.os = other.os
+        for k, rows in other.facts.items():
+            self.facts.setdefault(k, []).extend(rows)
+
+    def is_empty(self) -> bool:
+        return not (self.packages or self.package_files or self.findings or self.warnings
+                    or self.os or self.facts)
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Options that analyzers may read; anything that changes results belongs in
+    ``Analyzer.cache_key`` too."""
+
+    scan_binaries: bool = False
+    hidden: bool = True
+    show_secrets: bool = False
+    rule_dirs: tuple[str, ...] = ()
+    disabled_rules: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _Base(ABC):
+    #: unique, short, lower-case (``dpkg``, ``secrets``)
+    name: ClassVar[str]
+    #: bump when results change for the same input: invalidates cached layer results
+    version: ClassVar[int]
+    description: ClassVar[str] = ""
+
+    def __init__(self, options: ScanOptions | None = None) -> None:
+        self.options = options or ScanOptions()
+
+
+class Analyzer(_Base):
+    """A per-file analyzer; see the module docstring."""
+
+    #: how many bytes ``FileInput.read()`` may return to this analyzer
+    max_read: ClassVar[int] = DEFAULT_MAX_READ
+    #: also run over files that later layers hide (secrets want this; package catalogers
+    #: get them anyway, since the per-layer results are merged with the whiteout rules)
+    wants_hidden: ClassVar[bool] = False
+
+    @abstractmethod
+    def required(self, info: FileInfo) -> bool:
+        """Cheap: decide from the path and metadata alone whether to read this file."""
+
+    @abstractmethod
+    def analyze(self, file: FileInput) -> AnalysisResult | None:
+        """Turn one file into results. Raise nothing for bad content: return warnings."""
+
+    def cache_key(self) -> str:
+        """Extra cache-key material (a rules digest); empty when results depend only on
+        the file and ``version``."""
+        return ""
+
+
+class ImageView(ABC):
+    """The merged image as analyzers see it after whiteouts, plus what layers hid.
+
+    Paths are relative (``etc/os-release``). ``open`` and ``read`` resolve symlinks inside
+    the image root, never on the host, and refuse anything but regular files.
+    """
+
+    config: Mapping[str, Any]
+    layers: Sequence[LayerRef]
+
+    @abstractmethod
+    def entries(self) -> Iterator[ViewEntry]:
+        """Every visible entry of the final image, in path order."""
+
+    @abstractmethod
+    def hidden_entries(self) -> Iterator[ViewEntry]:
+        """Entries that a later layer deleted or replaced (``hidden_by`` set)."""
+
+    @abstractmethod
+    def lookup(self, path: str) -> ViewEntry | None:
+        """The visible entry at ``path`` (no symlink resolution), or None."""
+
+    @abstractmethod
+    def resolve(self, path: str) -> ViewEntry | None:
+        """Follow symlinks inside the image root; None if missing, looping or escaping."""
+
+    @abstractmethod
+    def open(self, entry: ViewEntry) -> BinaryIO:
+        """Open a regular file entry (visible or hidden) for reading."""
+
+    def read(self, path: str, limit: int = DEFAULT_MAX_READ) -> bytes | None:
+        """Read a regular file by path, following in-image symlinks; None when absent."""
+        entry = self.resolve(path)
+        if entry is None or not entry.info.is_regular:
+            return None
+        with self.open(entry) as f:
+            return f.read(limit)
+
+
+@dataclass(frozen=True)
+class ViewEntry:
+    info: FileInfo
+    layer: LayerRef
+    hidden_by: LayerRef | None = None
+
+
+class PostAnalyzer(_Base):
+    """An image-wide analyzer; see the module docstring."""
+
+    @abstractmethod
+    def post_analyze(
+        self, view: ImageView, packages: Sequence[Package], os: OSInfo | None
+    ) -> AnalysisResult:
+        """Look at the merged image. Raise nothing for bad content: return warnings."""
+
+
+class AnalyzerError(Exception):
+    """An analyzer plugin could not be loaded or is not a valid analyzer."""

@@ -1,0 +1,1 @@
+"""Image sources: references, OCI layouts, archives, registries, digests and media types."""

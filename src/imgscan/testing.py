@@ -1,0 +1,81 @@
+"""Helpers for tests of analyzers and sources: run an analyzer over a local directory.
+
+This is not the scanner (no layers, no cache, no parallelism); it is the smallest faithful
+driver of the ``Analyzer`` contract, for unit tests of a single analyzer.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import BinaryIO
+
+from imgscan.analyzers.interface import (
+    DEFAULT_MAX_READ,
+    AnalysisResult,
+    Analyzer,
+    FileInfo,
+    FileInput,
+    FileKind,
+)
+from imgscan.model import LayerRef
+
+
+def info_from_stat(relpath: str, st: os.stat_result, linkname: str = "") -> FileInfo:
+    m = st.st_mode
+    if stat.S_ISDIR(m):
+        kind = FileKind.DIR
+    elif stat.S_ISLNK(m):
+        kind = FileKind.SYMLINK
+    elif stat.S_ISCHR(m):
+        kind = FileKind.CHAR
+    elif stat.S_ISBLK(m):
+        kind = FileKind.BLOCK
+    elif stat.S_ISFIFO(m):
+        kind = FileKind.FIFO
+    else:
+        kind = FileKind.FILE
+    return FileInfo(
+        path=relpath,
+        kind=kind,
+        mode=stat.S_IMODE(m),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        size=st.st_size if kind == FileKind.FILE else 0,
+        linkname=linkname,
+        mtime=int(st.st_mtime),
+    )
+
+
+class LocalFileInput(FileInput):
+    def __init__(self, disk_path: str, info: FileInfo, layer: LayerRef | None = None) -> None:
+        self.disk_path = disk_path
+        self.info = info
+        self.layer = layer
+        self._cache: bytes | None = None
+
+    def read(self, limit: int = DEFAULT_MAX_READ) -> bytes:
+        if self._cache is None or len(self._cache) < min(limit, self.info.size):
+            with open(self.disk_path, "rb") as f:
+                self._cache = f.read(limit)
+        return self._cache[:limit]
+
+    def open(self) -> BinaryIO:
+        return open(self.disk_path, "rb")
+
+
+def run_analyzer(analyzer: Analyzer, root: str) -> AnalysisResult:
+    """Walk ``root`` (no symlinks followed) and feed every wanted regular file to analyzer."""
+    result = AnalysisResult()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            st = os.lstat(full)
+            linkname = os.readlink(full) if stat.S_ISLNK(st.st_mode) else ""
+            info = info_from_stat(rel, st, linkname)
+            if info.kind != FileKind.FILE or not analyzer.required(info):
+                continue
+            result.merge(analyzer.analyze(LocalFileInput(full, info)))
+    return result
