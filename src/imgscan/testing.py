@@ -63,6 +63,19 @@ class LocalFileInput(FileInput):
     def open(self) -> BinaryIO:
         return open(self.disk_path, "rb")
 
+    def open_sibling(self, name: str) -> BinaryIO | None:
+        if "/" in name or name in ("", ".", ".."):
+            return None
+        path = os.path.join(os.path.dirname(self.disk_path), name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb")
+
 
 def run_analyzer(analyzer: Analyzer, root: str) -> AnalysisResult:
     """Walk ``root`` (no symlinks followed) and feed every wanted regular file to analyzer."""

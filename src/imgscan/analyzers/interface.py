@@ -95,6 +95,11 @@ class FileInput(ABC):
     def open(self) -> BinaryIO:
         """A fresh binary stream over the whole file."""
 
+    def open_sibling(self, name: str) -> BinaryIO | None:
+        """Open a regular file next to this one in the same layer (``rpmdb.sqlite-wal``
+        beside ``rpmdb.sqlite``), or None when there is none. Never follows symlinks."""
+        return None
+
 
 @dataclass
 class AnalysisResult:
