@@ -48,29 +48,29 @@ class Entry:
     devminor: int = 0
 
 
-def F(path: str, data: bytes | str = b"", mode: int = 0o644, **kw: Any) -> Entry:  # noqa: N802
+def F(path: str, data: bytes | str = b"", mode: int = 0o644, **kw: Any) -> Entry:
     return Entry(path, "file", data.encode() if isinstance(data, str) else data, mode, **kw)
 
 
-def D(path: str, mode: int = 0o755, **kw: Any) -> Entry:  # noqa: N802
+def D(path: str, mode: int = 0o755, **kw: Any) -> Entry:
     return Entry(path, "dir", mode=mode, **kw)
 
 
-def L(path: str, target: str, **kw: Any) -> Entry:  # noqa: N802
+def L(path: str, target: str, **kw: Any) -> Entry:
     return Entry(path, "symlink", linkname=target, mode=0o777, **kw)
 
 
-def H(path: str, target: str, **kw: Any) -> Entry:  # noqa: N802
+def H(path: str, target: str, **kw: Any) -> Entry:
     return Entry(path, "hardlink", linkname=target, mode=0o644, **kw)
 
 
-def WH(path: str) -> Entry:  # noqa: N802
+def WH(path: str) -> Entry:
     """A whiteout deleting ``path`` of lower layers."""
     d, b = os.path.split(path)
     return F(os.path.join(d, ".wh." + b) if d else ".wh." + b)
 
 
-def OPQ(directory: str) -> Entry:  # noqa: N802
+def OPQ(directory: str) -> Entry:
     return F(directory.rstrip("/") + "/.wh..wh..opq")
 
 
