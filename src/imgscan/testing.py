@@ -18,33 +18,8 @@ from imgscan.analyzers.interface import (
     FileInput,
     FileKind,
 )
+from imgscan.analyzers.view import info_from_stat
 from imgscan.model import LayerRef
-
-
-def info_from_stat(relpath: str, st: os.stat_result, linkname: str = "") -> FileInfo:
-    m = st.st_mode
-    if stat.S_ISDIR(m):
-        kind = FileKind.DIR
-    elif stat.S_ISLNK(m):
-        kind = FileKind.SYMLINK
-    elif stat.S_ISCHR(m):
-        kind = FileKind.CHAR
-    elif stat.S_ISBLK(m):
-        kind = FileKind.BLOCK
-    elif stat.S_ISFIFO(m):
-        kind = FileKind.FIFO
-    else:
-        kind = FileKind.FILE
-    return FileInfo(
-        path=relpath,
-        kind=kind,
-        mode=stat.S_IMODE(m),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        size=st.st_size if kind == FileKind.FILE else 0,
-        linkname=linkname,
-        mtime=int(st.st_mtime),
-    )
 
 
 class LocalFileInput(FileInput):
