@@ -1,0 +1,111 @@
+"""The Python API: everything the CLI does, callable from code.
+
+>>> import imgscan
+>>> rec = imgscan.pull("oci:./layout:1.0", root="/tmp/store")
+>>> report = imgscan.scan("app:1.0", root="/tmp/store")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from imgscan.errors import ImageError
+from imgscan.images.interface import BlobSource, Platform, SourceImage
+from imgscan.model import Report
+
+TRANSPORTS = ("oci:", "oci-archive:", "docker-archive:", "docker://", "dir:")
+
+
+def is_transport_ref(ref: str) -> bool:
+    """Does ``ref`` name an image outside the store (``oci:…``, ``docker://…``)?"""
+    return ref.startswith(TRANSPORTS)
+
+
+def open_store(root: str | None = None, **kw: Any) -> Any:
+    from imgscan.mount.store import Store
+
+    return Store(root, **kw)
+
+
+def default_names(ref: str, image: SourceImage) -> list[str]:
+    """Names for a pulled image: the source's own (RepoTags, a full reference) or, for a
+    bare OCI tag like ``latest``, ``<layout directory name>:<tag>``."""
+    out = []
+    for n in image.names:
+        if "/" in n or ":" in n or "@" in n:
+            out.append(n)
+        elif n:
+            path = ref.split(":", 1)[1]
+            for sep in (":", "@"):
+                if path.endswith(sep + n):
+                    path = path[: -len(n) - 1]
+            base = os.path.basename(os.path.normpath(path)) or "image"
+            base = base.lower().replace(" ", "-")
+            for suffix in (".tar", ".oci"):
+                base = base.removesuffix(suffix)
+            out.append(f"localhost/{base}:{n}")
+    return out
+
+
+def open_source(ref: str, platform: str | Platform | None = None,
+                **registry_opts: Any) -> SourceImage:
+    from imgscan.images.open import open_image
+
+    if isinstance(platform, str):
+        platform = Platform.parse(platform)
+    return open_image(ref, platform, **registry_opts)
+
+
+def pull(ref: str, root: str | None = None, platform: str | Platform | None = None,
+         names: Sequence[str] | None = None, store: Any = None,
+         **registry_opts: Any) -> Any:
+    """Import an image into the store (verified, deduplicated by layer) and return its
+    ``ImageRecord``. Pulling an image that is already there only adds names."""
+    store = store or open_store(root)
+    image = open_source(ref, platform, **registry_opts)
+    try:
+        return store.import_image(image, names if names is not None else
+                                  default_names(ref, image), source=ref)
+    finally:
+        image.source.close()
+
+
+def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = None,
+         options: Any = None, platform: str | Platform | None = None, store: Any = None,
+         jobs: int | None = None, **registry_opts: Any) -> Report:
+    """Scan an image: a store name or id, a transport reference (pulled first and kept), or
+    ``dir:PATH`` for an unpacked root filesystem."""
+    from imgscan.scan import Scanner
+
+    scanner = Scanner(analyzers, options, jobs=jobs)
+    if ref.startswith("dir:"):
+        return scanner.scan_dir(ref[4:])
+    store = store or open_store(root)
+    image = pull(ref, platform=platform, store=store, **registry_opts) \
+        if is_transport_ref(ref) else store.lookup(ref)
+    return scanner.scan_image(store, image)
+
+
+class StoredConfigSource(BlobSource):
+    """Serves an imported image's config from the store (layer blobs are not kept)."""
+
+    def __init__(self, config: bytes, config_digest: str) -> None:
+        self.description = "store"
+        self._config = config
+        self._digest = config_digest
+
+    def open_blob(self, digest: str) -> Any:
+        import io
+
+        if digest != self._digest:
+            raise ImageError(f"blob {digest} is not kept in the store (only the config is)")
+        return io.BytesIO(self._config)
+
+
+def stored_image(store: Any, image: Any) -> SourceImage:
+    """A ``SourceImage`` over what the store keeps of an image (manifest and config)."""
+    return SourceImage(StoredConfigSource(store.raw_config(image), image.id),
+                       store.raw_manifest(image), image.manifest_digest, names=image.names,
+                       index_digest=image.index_digest)

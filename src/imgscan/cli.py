@@ -1,0 +1,446 @@
+"""The ``imgscan`` command line: parse, call the library, render. No logic lives here.
+
+Exit codes: 0 passed; 1 the gate failed (a finding at or above --fail-on, or a policy rule);
+2 usage error; 3 the image or the environment could not be read.
+Heavy modules are imported inside the commands, so ``imgscan mount`` starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import click
+
+from imgscan import __version__
+from imgscan.errors import ImgscanError
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success (scan: no finding at or above --fail-on)
+  1  the gate failed: a finding at or above --fail-on, or a policy violation
+  2  usage error (bad option, bad rule/ignore/policy file)
+  3  the image, store or environment could not be read (nothing half-written is left)
+"""
+
+
+def fail(message: str, code: int = 3) -> NoReturn:
+    click.echo(f"imgscan: error: {message}", err=True)
+    sys.exit(code)
+
+
+class ImgscanGroup(click.Group):
+    """Turns library errors into one-line messages and exit codes, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImgscanError as e:
+            fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except BrokenPipeError:
+            sys.exit(0)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except SystemExit:
+            raise
+        except Exception as e:  # the last line of defence: never a traceback for users
+            if os.environ.get("IMGSCAN_DEBUG"):
+                raise
+            fail(f"unexpected {type(e).__name__}: {e} (set IMGSCAN_DEBUG=1 for a traceback)")
+
+
+def root_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--root",
+        envvar="IMGSCAN_ROOT",
+        type=click.Path(file_okay=False),
+        help="Store directory (default $IMGSCAN_ROOT, else /var/lib/imgscan as root, "
+        "else ~/.local/share/imgscan).",
+    )(f)
+
+
+def platform_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+                        help="Image to choose from a multi-platform index (default: the "
+                        "host's, e.g. linux/amd64).")(f)
+
+
+def _store(root: str | None) -> Any:
+    from imgscan.mount.store import Store
+
+    return Store(root)
+
+
+@click.group(cls=ImgscanGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                 "max_content_width": 100})
+@click.version_option(__version__, prog_name="imgscan")
+def main() -> None:
+    """imgscan: a daemonless security scanner for container images.
+
+    Images are imported into a file-locked, copy-on-write layer store that any number of
+    processes can use at once; they are mounted read-only without being started, and
+    analyzers report installed packages, secrets, risky permissions, ELF hardening and
+    image configuration.
+
+    \b
+    Image references:
+      oci:DIR[:REF|@N]              an OCI image layout directory
+      oci-archive:FILE[:REF]        a tar of an OCI layout
+      docker-archive:FILE[:REF|@N]  a 'docker save' archive
+      docker://HOST/REPO[:TAG|@DIGEST]  a registry
+      dir:PATH                      an unpacked root filesystem (scan only)
+    IMAGE (an image already in the store) is a name[:tag], an image id or a unique id prefix.
+
+    \b
+    Examples:
+      imgscan pull oci:./layout:1.0
+      imgscan scan localhost/layout:1.0 --fail-on high
+      imgscan mount localhost/layout:1.0
+    """
+
+
+# -- images --------------------------------------------------------------------------------
+@main.command()
+@root_option
+@platform_option
+@click.option("--name", "names", multiple=True, metavar="NAME[:TAG]",
+              help="Name the imported image (repeatable); default: the source's own names.")
+@click.argument("ref")
+def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str) -> None:
+    """Import an image into the store, verifying every blob and layer digest.
+
+    Layers already in the store (shared with other images) are not imported again. On any
+    error the store is left exactly as it was.
+
+    \b
+    Examples:
+      imgscan pull oci:./layout:1.0
+      imgscan pull docker-archive:app.tar --name app:1.0
+      imgscan pull oci-archive:image.tar --platform linux/arm64
+    """
+    from imgscan.api import pull as do_pull
+
+    rec = do_pull(ref, store=_store(root), platform=platform, names=list(names) or None)
+    click.echo(rec.id)
+
+
+@main.command()
+@root_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def images(root: str | None, fmt: str) -> None:
+    """List the images in the store.
+
+    \b
+    Example:
+      imgscan images --format json
+    """
+    from imgscan.images.digest import hex_of
+
+    store = _store(root)
+    recs = store.images()
+    rows = []
+    for r in recs:
+        size = 0
+        for c in r.layers:
+            with contextlib.suppress(ImgscanError):
+                size += store.layer(c).size
+        rows.append({"id": r.id, "names": list(r.names), "digest": r.manifest_digest,
+                     "layers": len(r.layers), "size": size, "created": r.created,
+                     "platform": "/".join(p for p in (r.os, r.architecture, r.variant) if p)})
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from tabulate import tabulate
+
+    table = [[hex_of(r["id"])[:12], ", ".join(r["names"]) or "<none>", r["platform"],
+              r["layers"], _human(r["size"]), r["created"][:19]] for r in rows]
+    click.echo(tabulate(table, headers=["IMAGE ID", "NAMES", "PLATFORM", "LAYERS", "SIZE",
+                                        "CREATED"]))
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return str(n)
+
+
+@main.command()
+@root_option
+@platform_option
+@click.option("--config", "show_config", is_flag=True, help="Print the image config.")
+@click.option("--raw", is_flag=True, help="Print the raw manifest (or config with --config).")
+@click.argument("image")
+def inspect(root: str | None, platform: str | None, show_config: bool, raw: bool,
+            image: str) -> None:
+    """Show an image's manifest and config summary (skopeo inspect's key names).
+
+    IMAGE is an image in the store or a reference (oci:…, docker-archive:…, docker://…);
+    a reference is read in place, nothing is imported.
+
+    \b
+    Examples:
+      imgscan inspect localhost/layout:1.0
+      imgscan inspect oci:./layout:1.0 --config
+      imgscan inspect docker://127.0.0.1:5000/app:1.4 --raw
+    """
+    from imgscan import api
+
+    if api.is_transport_ref(image):
+        img = api.open_source(image, platform)
+        name, tag, repo_tags = _describe_ref(image, img)
+    else:
+        store = _store(root)
+        rec = store.lookup(image)
+        img = api.stored_image(store, rec)
+        name = rec.names[0].rsplit(":", 1)[0] if rec.names else ""
+        tag = rec.names[0].rsplit(":", 1)[1] if rec.names and ":" in rec.names[0] else None
+        repo_tags = [n.rsplit(":", 1)[1] for n in rec.names if ":" in n]
+    if raw:
+        sys.stdout.buffer.write(img.raw_config if show_config else img.raw_manifest)
+        sys.stdout.flush()
+        return
+    if show_config:
+        click.echo(json.dumps(img.config, indent=4))
+        return
+    from imgscan.images.inspect import inspect_dict
+
+    click.echo(json.dumps(inspect_dict(img, name, tag, repo_tags), indent=4))
+
+
+def _describe_ref(ref: str, img: Any) -> tuple[str, str | None, list[str]]:
+    if ref.startswith("docker://"):
+        rest = ref[len("docker://"):]
+        try:
+            from imgscan.images.registry.reference import parse_reference
+
+            r = parse_reference(rest)
+            name = getattr(r, "name", rest)
+            tag = getattr(r, "tag", None)
+        except Exception:
+            name, tag = rest, None
+        return str(name), tag, []
+    return "", None, []
+
+
+@main.command()
+@root_option
+@click.argument("image")
+@click.argument("name")
+def tag(root: str | None, image: str, name: str) -> None:
+    """Add a name to an image (moving it from any other image that had it).
+
+    \b
+    Example:
+      imgscan tag 3f2a9c1b0d4e myapp:stable
+    """
+    rec = _store(root).tag(image, name)
+    click.echo(f"{rec.id} {' '.join(rec.names)}")
+
+
+@main.command()
+@root_option
+@click.option("--force", is_flag=True, help="Unmount a mounted image first instead of refusing.")
+@click.argument("images", nargs=-1, required=True)
+def rmi(root: str | None, force: bool, images: Sequence[str]) -> None:
+    """Remove images, and the layers no other image uses.
+
+    A mounted image is refused (naming its mount point and count) unless --force.
+
+    \b
+    Example:
+      imgscan rmi localhost/layout:1.0 3f2a9c1b
+    """
+    for rec in _store(root).remove(images, force=force):
+        click.echo(f"removed {rec.id}")
+
+
+@main.group()
+def store() -> None:
+    """Maintain the store: find and repair what a crash left, drop unused layers."""
+
+
+@store.command("check")
+@root_option
+@click.option("--repair", is_flag=True, help="Remove what is incomplete or orphaned.")
+def store_check(root: str | None, repair: bool) -> None:
+    """Check the store for half-done imports, orphans and stale mount records.
+
+    Exits 0 when the store is clean (or was repaired), 3 when problems remain.
+
+    \b
+    Example:
+      imgscan store check --repair
+    """
+    problems = _store(root).check(repair=repair)
+    for p in problems:
+        state = "repaired" if repair and p.repairable else ("repairable" if p.repairable
+                                                            else "needs attention")
+        click.echo(f"{p.kind}: {p.path}: {p.message} [{state}]")
+    remaining = [p for p in problems if not (repair and p.repairable)]
+    if not problems:
+        click.echo("store is consistent")
+    if remaining:
+        sys.exit(3)
+
+
+@store.command("gc")
+@root_option
+def store_gc(root: str | None) -> None:
+    """Remove layers that no image uses, and their cached analysis results."""
+    dropped = _store(root).gc()
+    click.echo(f"removed {len(dropped)} unused layer(s)")
+
+
+# -- mounts --------------------------------------------------------------------------------
+@main.command()
+@root_option
+@click.option("--mountpoint", type=click.Path(file_okay=False),
+              help="Mount here instead of under the store's run directory.")
+@click.option("--driver", type=click.Choice(["auto", "overlay", "fuse-overlayfs"]),
+              default="auto", show_default=True,
+              help="Kernel overlayfs, fuse-overlayfs, or whichever works.")
+@click.argument("image")
+def mount(root: str | None, mountpoint: str | None, driver: str, image: str) -> None:
+    """Mount an image read-only (nodev, nosuid) without starting it; print the path.
+
+    Mounting a mounted image again returns the same path and raises its mount count, shared
+    by every process using the store; 'imgscan umount' lowers it.
+
+    \b
+    Example:
+      cd "$(imgscan mount localhost/layout:1.0)" && ls -l usr/bin
+    """
+    from imgscan.mount.mounts import MountTable
+
+    rec = MountTable(_store(root)).mount(image, mountpoint, driver)
+    click.echo(rec.path)
+
+
+@main.command()
+@root_option
+@click.option("--force", is_flag=True, help="Unmount now whatever the count (detach if busy).")
+@click.argument("target")
+def umount(root: str | None, force: bool, target: str) -> None:
+    """Lower an image's mount count; unmount when it reaches zero.
+
+    TARGET is the image or its mount path.
+
+    \b
+    Example:
+      imgscan umount localhost/layout:1.0
+    """
+    from imgscan.mount.mounts import MountTable
+
+    rec = MountTable(_store(root)).unmount(target, force=force)
+    if rec is not None and rec.count > 0:
+        click.echo(f"{rec.path} still mounted (count {rec.count})")
+    elif rec is not None:
+        click.echo(f"unmounted {rec.path}")
+
+
+@main.command()
+@root_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def mounts(root: str | None, fmt: str) -> None:
+    """List mounted images: image, path, count and driver."""
+    from dataclasses import asdict
+
+    from imgscan.mount.mounts import MountTable
+
+    store = _store(root)
+    recs = MountTable(store).records()
+    names = {i.id: ", ".join(i.names) for i in store.images()}
+    if fmt == "json":
+        click.echo(json.dumps([asdict(r) | {"names": names.get(r.image_id, "")}
+                               for r in recs], indent=2))
+        return
+    from tabulate import tabulate
+
+    rows = [[r.image_id[7:19], names.get(r.image_id, ""), r.path, r.count, r.driver]
+            for r in recs]
+    click.echo(tabulate(rows, headers=["IMAGE ID", "NAMES", "PATH", "COUNT", "DRIVER"]))
+
+
+# -- scanning ------------------------------------------------------------------------------
+@main.command(epilog=EXIT_CODES)
+@root_option
+@platform_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Report format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option("--analyzers", help="Comma-separated analyzer names (see 'imgscan analyzers').")
+@click.option("--jobs", type=click.IntRange(1, 64), help="Worker processes (default: cores).")
+@click.argument("image")
+def scan(root: str | None, platform: str | None, fmt: str, output: str | None,
+         analyzers: str | None, jobs: int | None, image: str) -> None:
+    """Scan an image for packages and findings.
+
+    IMAGE is an image in the store, a reference (imported first and kept for the next scan)
+    or dir:PATH for an unpacked root filesystem.
+
+    \b
+    Examples:
+      imgscan scan localhost/layout:1.0
+      imgscan scan oci:./layout:1.0 --format json -o report.json
+      imgscan scan dir:/srv/rootfs --analyzers dpkg,rpm
+    """
+    from imgscan.api import scan as do_scan
+
+    names = [a.strip() for a in analyzers.split(",") if a.strip()] if analyzers else None
+    report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
+                     analyzers=names, platform=platform, jobs=jobs)
+    text = _render(report, fmt)
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _render(report: Any, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report.to_dict(), indent=2) + "\n"
+    from tabulate import tabulate
+
+    img = report.image
+    lines = [f"Image: {img.name}  {img.id[:19]}  {img.os}/{img.architecture}",
+             f"OS: {report.os.pretty_name if report.os else 'unknown'}", ""]
+    rows = [[p.type, p.name, p.version, p.arch, p.layer.index if p.layer else ""]
+            for p in report.packages]
+    lines.append(tabulate(rows, headers=["TYPE", "NAME", "VERSION", "ARCH", "LAYER"]))
+    return "\n".join(lines) + "\n"
+
+
+@main.command("analyzers")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def analyzers_cmd(fmt: str) -> None:
+    """List the installed analyzer plugins with their versions and distributions."""
+    from imgscan.analyzers.registry import load_all
+
+    plugins = load_all()
+    rows = [{"name": p.name, "version": p.version, "kind": "image" if p.is_post else "file",
+             "distribution": f"{p.spec.distribution} {p.spec.dist_version}",
+             "description": p.cls.description} for p in plugins]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from tabulate import tabulate
+
+    click.echo(tabulate([list(r.values()) for r in rows],
+                        headers=["NAME", "VERSION", "KIND", "DISTRIBUTION", "DESCRIPTION"]))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
