@@ -45,6 +45,17 @@ STORE_VERSION = 1
 SHORT_ID_LEN = 10
 
 
+def _fault(point: str) -> None:
+    """Crash-test hook: ``IMGSCAN_CRASH_AT=<point>`` kills this process with SIGKILL there,
+    so tests can prove that a pull killed at any stage leaves a readable, repairable store.
+    Points: ``stage`` (staging made, nothing extracted), ``extract`` (inside a layer),
+    ``commit`` (layers renamed into place, metadata not yet written)."""
+    if os.environ.get("IMGSCAN_CRASH_AT") == point:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def default_root() -> str:
     """``$IMGSCAN_ROOT``, else /var/lib/imgscan for root, else the XDG data directory."""
     env = os.environ.get("IMGSCAN_ROOT")
@@ -268,6 +279,7 @@ class Store:
             staged: dict[str, LayerRecord] = {}
             write_atomic(os.path.join(staging.path, "manifest.json"), img.raw_manifest)
             write_atomic(os.path.join(staging.path, "config.json"), img.raw_config)
+            _fault("stage")
             for _attempt in range(5):
                 with self.reading() as meta:
                     missing = [c for c in chains if c not in meta.layers and c not in staged]
@@ -280,6 +292,7 @@ class Store:
                         continue
                     new = StoreMeta(dict(meta.images), dict(meta.layers))
                     self._commit_layers(new, staged, staging.path)
+                    _fault("commit")
                     rec = self._image_record(img, image_id, chains, names, new, source)
                     self._commit_image_files(staging.path, image_id)
                     new.images[image_id] = rec
@@ -371,7 +384,10 @@ class Store:
                 open_decompressed(raw, what), layer.diff_id, f"{what}: diff_id",
                 max_bytes=self.limits.max_bytes,
             )
-            result = extract_layer(tar_stream, os.path.join(ldir, "diff"), self.limits)
+            stream: Any = tar_stream
+            if os.environ.get("IMGSCAN_CRASH_AT") == "extract":
+                stream = _CrashAfter(tar_stream, 256 << 10)
+            result = extract_layer(stream, os.path.join(ldir, "diff"), self.limits)
             tar_stream.drain()
             if isinstance(raw, HashingReader):
                 raw.drain()
@@ -547,6 +563,20 @@ class Store:
         self.empty_trash()
         self.drop_cache_for(doomed)
         return doomed
+
+
+class _CrashAfter:
+    """Crash-test hook: SIGKILL once ``limit`` bytes of a layer were read (mid-extraction)."""
+
+    def __init__(self, raw: Any, limit: int) -> None:
+        self.raw, self.left = raw, limit
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.left -= len(data)
+        if self.left < 0:
+            _fault("extract")
+        return data
 
 
 class _Staging:
