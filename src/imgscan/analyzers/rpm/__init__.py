@@ -164,8 +164,10 @@ class RpmAnalyzer(Analyzer):
                 if pkg is None:
                     continue
                 seen_files += len(pkg.files)
-                if seen_files > MAX_FILES_PER_DB:
-                    warn(f"more than {MAX_FILES_PER_DB} files in the database; file lists dropped")
+                if seen_files > MAX_FILES_PER_DB and pkg.files:
+                    if seen_files - len(pkg.files) <= MAX_FILES_PER_DB:
+                        warn(f"more than {MAX_FILES_PER_DB} files in the database; "
+                             "further file lists dropped")
                     pkg = dataclasses.replace(pkg, files=())
                 result.packages.append(pkg)
         except RpmDbError as e:
