@@ -47,10 +47,9 @@ class ApkAnalyzer(Analyzer):
         def warn(msg: str) -> None:
             result.warnings.append(ScanWarning(message=msg, path=location, analyzer=self.name))
 
-        data = file.read(self.max_read + 1)
-        if len(data) > self.max_read:
+        data = file.read(self.max_read)
+        if file.info.size > self.max_read:
             warn(f"database larger than {self.max_read} bytes; read cut")
-            data = data[: self.max_read]
         text = data.decode("utf-8", errors="replace")
         truncated = bool(text) and not text.endswith("\n")
         pkgs: list[_Pkg] = []

@@ -175,9 +175,8 @@ class DpkgAnalyzer(Analyzer):
     def analyze(self, file: FileInput) -> AnalysisResult:
         result = AnalysisResult()
         location = "/" + file.info.path
-        data = file.read(self.max_read + 1)
-        if len(data) > self.max_read:
-            data = data[: self.max_read]
+        data = file.read(self.max_read)
+        if file.info.size > self.max_read:
             self._warn(result, location, f"file larger than {self.max_read} bytes; read cut")
         text = data.decode("utf-8", errors="replace")
         base = posixpath.basename(file.info.path)

@@ -9,7 +9,6 @@ only, so a symlinked ``etc/os-release`` is read as its target ``usr/lib/os-relea
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Mapping
 
 from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
@@ -46,9 +45,52 @@ _RELEASE_NAMES = (
 
 
 def unquote(value: str) -> str:
-    """Shell-unquote an os-release value; several words (which os-release forbids unquoted)
-    are joined with spaces. Raises ValueError on unbalanced quotes."""
-    return " ".join(shlex.split(value, comments=False, posix=True))
+    """Shell-unquote an os-release value the way ``sh`` would (no expansion): '...' is
+    literal; in "..." a backslash escapes only $ ` " \\ and newline; outside quotes it escapes
+    any character. Several words (which os-release forbids unquoted) are joined with spaces.
+    Raises ValueError on unbalanced quotes (``shlex`` gets the double-quote escapes wrong)."""
+    words: list[str] = []
+    cur: list[str] = []
+    in_word = False
+    i, n = 0, len(value)
+    while i < n:
+        c = value[i]
+        if c == "'":
+            end = value.find("'", i + 1)
+            if end < 0:
+                raise ValueError("unterminated single quote")
+            cur.append(value[i + 1 : end])
+            in_word, i = True, end + 1
+        elif c == '"':
+            i += 1
+            while True:
+                if i >= n:
+                    raise ValueError("unterminated double quote")
+                c = value[i]
+                if c == '"':
+                    break
+                if c == "\\" and i + 1 < n and value[i + 1] in '$`"\\\n':
+                    cur.append(value[i + 1])
+                    i += 2
+                    continue
+                cur.append(c)
+                i += 1
+            in_word, i = True, i + 1
+        elif c == "\\":
+            if i + 1 < n:
+                cur.append(value[i + 1])
+            in_word, i = True, i + 2
+        elif c in " \t":
+            if in_word:
+                words.append("".join(cur))
+                cur, in_word = [], False
+            i += 1
+        else:
+            cur.append(c)
+            in_word, i = True, i + 1
+    if in_word:
+        words.append("".join(cur))
+    return " ".join(words)
 
 
 def parse_os_release(text: str) -> tuple[dict[str, str], list[str]]:
