@@ -18,6 +18,7 @@ import pytest
 
 import rpm_build as rb
 from imgscan.analyzers.rpm import RpmAnalyzer, split_sourcerpm
+from imgscan.analyzers.rpm import header as header_mod
 from imgscan.analyzers.rpm.header import MAX_HEADER_SIZE, HeaderError, parse_header
 from imgscan.testing import LocalFileInput, info_from_stat, run_analyzer
 
@@ -221,9 +222,31 @@ def test_header_hostile(blob):
         parse_header(blob)
 
 
-def test_header_size_cap():
+def test_header_region_and_dribble():
+    trailer = struct.pack(">iIiI", 63, 7, -32, 16)  # region = the first 2 entries
+    data = b"old\0new\0" + trailer
+    entries = [(63, 7, 8, 16), (1000, 6, 0, 1), (1000, 6, 4, 1)]
+    assert parse_header(_blob(entries, data)).string(1000) == "new"
+    for bad_trailer in (struct.pack(">iIiI", 63, 7, -64, 16),  # region longer than header
+                        struct.pack(">iIiI", 63, 7, 16, 16),  # positive offset
+                        struct.pack(">iIiI", 63, 7, -20, 16),  # not a multiple of 16
+                        struct.pack(">iIiI", 1000, 6, -32, 1)):  # not a region trailer
+        with pytest.raises(HeaderError, match="region"):
+            parse_header(_blob(entries, b"old\0new\0" + bad_trailer))
+    with pytest.raises(HeaderError, match="region"):  # trailer outside the data
+        parse_header(_blob([(63, 7, 4, 16), (1000, 6, 0, 1)], b"old\0new\0"))
+    with pytest.raises(HeaderError, match="twice"):
+        parse_header(_blob([(63, 7, 8, 16), (1000, 6, 0, 1), (1000, 6, 4, 1)],
+                           b"old\0new\0" + struct.pack(">iIiI", 63, 7, -48, 16)))
+
+
+def test_header_size_cap(monkeypatch):
+    assert MAX_HEADER_SIZE == 256 << 20
+    monkeypatch.setattr(header_mod, "MAX_HEADER_SIZE", 4096)  # same rule, cheaper blob
+    good = _blob([(1000, 6, 0, 1)], b"x\0" + b"\0" * 3000)
+    assert parse_header(good).string(1000) == "x"
     with pytest.raises(HeaderError, match="limit"):
-        parse_header(b"\0\0\0\1" + b"\0" * (MAX_HEADER_SIZE + 4))
+        parse_header(_blob([(1000, 6, 0, 1)], b"x\0" + b"\0" * 5000))
 
 
 def test_header_fuzz_never_crashes():

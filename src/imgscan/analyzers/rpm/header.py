@@ -22,6 +22,8 @@ _INT_SIZES = {CHAR: 1, INT8: 1, INT16: 2, INT32: 4, INT64: 8}
 _INT_FORMATS = {CHAR: "B", INT8: "B", INT16: "H", INT32: "I", INT64: "Q"}
 
 # tags the catalogers read
+#: region tags: HEADERIMAGE, HEADERSIGNATURES, HEADERIMMUTABLE
+REGION_TAGS = (61, 62, 63)
 TAG_NAME = 1000
 TAG_VERSION = 1001
 TAG_RELEASE = 1002
@@ -100,9 +102,32 @@ def _strings(data: bytes, offset: int, count: int, tag: int) -> list[str]:
     return out
 
 
+def _region_entries(blob: bytes, data: bytes, il: int) -> int:
+    """How many leading entries the header's region covers (``il`` when it has none).
+
+    A region tag (61/62/63, BIN, count 16) points at a 16-byte trailer in the data whose
+    negated ``offset`` is 16 x the number of entries in the region; entries after those
+    are "dribble" entries added later, which override tags inside the region."""
+    tag, typ, offset, count = struct.unpack_from(">iIiI", blob, 8)
+    if tag not in REGION_TAGS:
+        return il
+    if typ != BIN or count != 16:
+        raise HeaderError(f"region tag {tag} has type {typ} and count {count}, not BIN/16")
+    if offset < 0 or offset + 16 > len(data):
+        raise HeaderError(f"region tag {tag}: trailer at {offset} outside data of {len(data)}")
+    ttag, ttype, toffset, tcount = struct.unpack_from(">iIiI", data, offset)
+    if ttag not in REGION_TAGS or ttype != BIN or tcount != 16 or toffset > 0 or toffset % 16:
+        raise HeaderError(f"region tag {tag}: malformed trailer")
+    ril = -toffset // 16
+    if not 1 <= ril <= il:
+        raise HeaderError(f"region tag {tag}: region of {ril} entries in a header of {il}")
+    return ril
+
+
 def parse_header(blob: bytes, wanted: frozenset[int] | None = None) -> Header:
     """Decode a database header blob. ``wanted`` limits decoding to those tags (all are still
-    bounds-checked structurally); later duplicates of a tag (dribble entries) win."""
+    bounds-checked structurally). Dribble entries follow the region, so letting a later
+    entry of a tag win makes them override the region's, as rpm does."""
     n = len(blob)
     if n < 8:
         raise HeaderError(f"header blob of {n} bytes is shorter than its 8-byte preamble")
@@ -120,9 +145,12 @@ def parse_header(blob: bytes, wanted: frozenset[int] | None = None) -> Header:
             f"but the blob has {n}"
         )
     data = blob[data_start : data_start + dl]
+    region_end = _region_entries(blob, data, il)
     tags: dict[int, Value] = {}
     for i in range(il):
         tag, typ, offset, count = struct.unpack_from(">iIiI", blob, 8 + 16 * i)
+        if i < region_end and tag in tags and tag not in REGION_TAGS:
+            raise HeaderError(f"tag {tag} twice inside the region")
         if typ > I18NSTRING:
             raise HeaderError(f"entry {i} (tag {tag}): unknown type {typ}")
         if offset < 0 or offset > dl:
