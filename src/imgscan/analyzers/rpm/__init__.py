@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import posixpath
+import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
@@ -170,10 +171,10 @@ class RpmAnalyzer(Analyzer):
                              "further file lists dropped")
                     pkg = dataclasses.replace(pkg, files=())
                 result.packages.append(pkg)
-        except RpmDbError as e:
+        except (RpmDbError, OSError) as e:
             warn(f"cannot read rpm database: {e}")
-        except OSError as e:
-            warn(f"cannot read rpm database: {e}")
+        except (struct.error, ValueError) as e:  # a reader bug on odd input must not kill a scan
+            warn(f"cannot read rpm database (unexpected structure): {e}")
         return result
 
     def _blobs(
