@@ -1,0 +1,208 @@
+"""The dpkg cataloger: ``status``, distroless ``status.d/*`` and the ``info/`` file lists.
+
+Each file is read on its own (FORMATS.md §5.2): ``var/lib/dpkg/status`` keeps only
+packages whose Status' third word is ``installed``; a distroless ``status.d/<pkg>`` paragraph
+has no Status and counts as installed; ``info/<pkg>[:arch].list`` and ``*.md5sums`` become
+``PackageFiles`` that the scanner attaches to the package after merging.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
+from imgscan.model import Package, PackageFiles, ScanWarning
+
+STATUS = "var/lib/dpkg/status"
+STATUS_D = "var/lib/dpkg/status.d/"
+INFO = "var/lib/dpkg/info/"
+#: status files beyond this are not read whole (the largest real ones are a few MiB)
+MAX_STATUS = 64 << 20
+
+_SOURCE_RE = re.compile(r"^(\S+)(?:\s+\(([^()]*)\))?\s*$")
+_METADATA_FIELDS = {
+    "maintainer": "maintainer",
+    "installed-size": "installed_size",
+    "multi-arch": "multi_arch",
+    "section": "section",
+    "priority": "priority",
+    "homepage": "homepage",
+    "depends": "depends",
+    "pre-depends": "pre_depends",
+    "provides": "provides",
+    "status": "status",
+}
+
+
+@dataclass
+class Paragraph:
+    """One RFC-822 style stanza: lower-cased field name -> value (continuations joined)."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    line: int = 0  # 1-based line of its first field
+
+
+def parse_paragraphs(text: str) -> tuple[list[Paragraph], list[str]]:
+    """Split a control file into paragraphs; returns them plus problems found.
+
+    A file that ends in the middle of a line has its last paragraph dropped (it was
+    truncated, so its fields cannot be trusted); a line that is neither a field nor a
+    continuation is reported and ignored."""
+    problems: list[str] = []
+    lines = text.split("\n")
+    truncated = not text.endswith("\n") and text != ""
+    if not truncated:
+        lines.pop()  # the empty string after the final newline
+    paragraphs: list[Paragraph] = []
+    cur: Paragraph | None = None
+    last_key = ""
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            if cur is not None:
+                paragraphs.append(cur)
+            cur, last_key = None, ""
+            continue
+        if line[0] in " \t":
+            if cur is None or not last_key:
+                problems.append(f"line {no}: continuation line outside a field")
+                continue
+            cur.fields[last_key] += "\n" + line[1:]
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not key or " " in key:
+            problems.append(f"line {no}: not a 'Field: value' line")
+            continue
+        if cur is None:
+            cur = Paragraph(line=no)
+        last_key = key.strip().lower()
+        cur.fields[last_key] = value.strip()
+    if cur is not None:
+        if truncated:
+            problems.append(
+                f"file ends mid-line (truncated); the paragraph from line {cur.line} was dropped"
+            )
+        else:
+            paragraphs.append(cur)
+    return paragraphs, problems
+
+
+def source_of(fields: dict[str, str]) -> tuple[str, str]:
+    """``Source: name`` or ``Source: name (version)``; absent parts default to the binary's."""
+    name, version = fields.get("package", ""), fields.get("version", "")
+    src = fields.get("source", "").strip()
+    if src:
+        m = _SOURCE_RE.match(src)
+        if m:
+            return m.group(1), m.group(2).strip() if m.group(2) else version
+    return name, version
+
+
+def package_from_paragraph(p: Paragraph, location: str) -> Package:
+    f = p.fields
+    src_name, src_version = source_of(f)
+    metadata = {out: f[k] for k, out in _METADATA_FIELDS.items() if k in f}
+    return Package(
+        type="deb",
+        name=f["package"],
+        version=f["version"],
+        arch=f.get("architecture", ""),
+        source_name=src_name,
+        source_version=src_version,
+        locations=(location,),
+        metadata=metadata,
+    )
+
+
+def is_installed(fields: dict[str, str]) -> bool:
+    """dpkg's Status is ``want flag status``; only ``installed`` counts. No Status at all
+    (distroless status.d) means installed."""
+    status = fields.get("status")
+    if status is None:
+        return True
+    words = status.split()
+    return len(words) == 3 and words[2] == "installed"
+
+
+def _file_list(text: str, md5sums: bool) -> list[str]:
+    """Absolute paths from a ``.list`` (one path a line) or ``.md5sums`` (``md5  path``)."""
+    out = []
+    for line in text.splitlines():
+        if md5sums:
+            _digest, sep, path = line.partition("  ")
+            if not sep:
+                parts = line.split(None, 1)
+                if len(parts) != 2:
+                    continue
+                path = parts[1]
+        else:
+            path = line
+        path = path.strip("\r")
+        if not path or path == "/.":
+            continue
+        if not path.startswith("/"):
+            path = "/" + path
+        out.append(path)
+    return out
+
+
+def _name_arch(base: str) -> tuple[str, str]:
+    name, _, arch = base.partition(":")
+    return name, arch
+
+
+class DpkgAnalyzer(Analyzer):
+    """Installed Debian packages and their file lists."""
+
+    name = "dpkg"
+    version = 1
+    description = "dpkg status, distroless status.d and info/*.list file lists"
+    max_read = MAX_STATUS
+
+    def required(self, info: FileInfo) -> bool:
+        if not info.is_regular:
+            return False
+        p = info.path
+        if p == STATUS:
+            return True
+        if p.startswith(STATUS_D):
+            return "/" not in p[len(STATUS_D):]
+        if p.startswith(INFO) and "/" not in p[len(INFO):]:
+            return p.endswith((".list", ".md5sums"))
+        return False
+
+    def analyze(self, file: FileInput) -> AnalysisResult:
+        result = AnalysisResult()
+        location = "/" + file.info.path
+        data = file.read(self.max_read)
+        if file.info.size > self.max_read:
+            self._warn(result, location, f"file larger than {self.max_read} bytes; read cut")
+        text = data.decode("utf-8", errors="replace")
+        base = posixpath.basename(file.info.path)
+        if file.info.path.startswith(INFO) or base.endswith(".md5sums"):
+            md5 = base.endswith(".md5sums")
+            name, arch = _name_arch(base.rsplit(".", 1)[0])
+            files = _file_list(text, md5)
+            if name:
+                result.package_files.append(
+                    PackageFiles(type="deb", name=name, files=tuple(files), arch=arch)
+                )
+            return result
+        paragraphs, problems = parse_paragraphs(text)
+        for msg in problems:
+            self._warn(result, location, msg)
+        for p in paragraphs:
+            if "package" not in p.fields or "version" not in p.fields:
+                self._warn(result, location,
+                           f"paragraph at line {p.line} has no Package or no Version")
+                continue
+            if not p.fields["package"] or not p.fields["version"]:
+                self._warn(result, location, f"paragraph at line {p.line}: empty Package/Version")
+                continue
+            if is_installed(p.fields):
+                result.packages.append(package_from_paragraph(p, location))
+        return result
+
+    def _warn(self, result: AnalysisResult, path: str, message: str) -> None:
+        result.warnings.append(ScanWarning(message=message, path=path, analyzer=self.name))
