@@ -8,9 +8,12 @@ from costing more than a few reads, which a general ELF library does not promise
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from imgscan.analyzers.interface import FileInput
 
 ELF_MAGIC = b"\x7fELF"
 PT_LOAD = 1
@@ -21,6 +24,10 @@ SHT_NOBITS = 8
 #: more headers than this is not a real binary
 MAX_SECTIONS = 4096
 MAX_SEGMENTS = 1024
+#: binaries larger than this are not looked at
+MAX_BINARY = 2 << 30
+#: a non-seekable stream is copied to memory up to this many bytes
+MAX_UNSEEKABLE = 256 << 20
 #: a section-name string table larger than this is refused
 MAX_SHSTRTAB = 1 << 20
 
@@ -217,3 +224,27 @@ def exec_candidate(path: str, mode: int, size: int, max_size: int) -> bool:
         return True
     parts = path.split("/")
     return any(p in ("bin", "sbin", "libexec") for p in parts[:-1])
+
+
+class open_seekable:
+    """Context manager giving a seekable stream over a FileInput: the file's own stream, or
+    a capped in-memory copy when the source cannot seek."""
+
+    def __init__(self, file: FileInput, cap: int = MAX_UNSEEKABLE) -> None:
+        self.file = file
+        self.cap = cap
+        self.stream: BinaryIO | None = None
+
+    def __enter__(self) -> BinaryIO:
+        f = self.file.open()
+        if f.seekable():
+            self.stream = f
+        else:
+            data = f.read(self.cap)
+            f.close()
+            self.stream = io.BytesIO(data)
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stream is not None:
+            self.stream.close()

@@ -9,17 +9,18 @@ blocks are read, so a large binary costs a handful of seeks.
 
 from __future__ import annotations
 
-import io
 import struct
-from typing import Any, BinaryIO
+from typing import Any
 
 from imgscan.analyzers._elfsections import (
+    MAX_BINARY,
     PF_W,
     PF_X,
     PT_LOAD,
     ELFError,
     ELFFile,
     exec_candidate,
+    open_seekable,
     parse_elf,
 )
 from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
@@ -31,8 +32,6 @@ SEARCH_WINDOW = 64 << 10
 #: the biggest module list we accept (real ones are a few KiB to a few hundred KiB)
 MAX_MODINFO = 4 << 20
 MAX_VERSION = 1024
-#: binaries larger than this are not looked at
-MAX_BINARY = 2 << 30
 
 
 class BuildInfoError(ValueError):
@@ -212,7 +211,7 @@ class GoBinaryAnalyzer(Analyzer):
     def analyze(self, file: FileInput) -> AnalysisResult | None:
         path = file.info.abspath
         try:
-            with _seekable(file) as stream:
+            with open_seekable(file) as stream:
                 if stream.read(4) != b"\x7fELF":
                     return None
                 elf = parse_elf(stream)
@@ -259,26 +258,3 @@ def _looks_go(file: FileInput) -> bool:
             return BUILDINFO_MAGIC in f.read(4 << 20)
     except OSError:
         return False
-
-
-class _seekable:
-    """Context manager giving a seekable stream: the file's own, or a capped in-memory copy."""
-
-    def __init__(self, file: FileInput, cap: int = 256 << 20) -> None:
-        self.file = file
-        self.cap = cap
-        self.stream: BinaryIO | None = None
-
-    def __enter__(self) -> BinaryIO:
-        f = self.file.open()
-        if f.seekable():
-            self.stream = f
-        else:
-            data = f.read(self.cap)
-            f.close()
-            self.stream = io.BytesIO(data)
-        return self.stream
-
-    def __exit__(self, *exc: object) -> None:
-        if self.stream is not None:
-            self.stream.close()
