@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from imgscan.analyzers.gobinary import GoBinaryAnalyzer
-from imgscan.analyzers.interface import FileInfo, FileKind
+from imgscan.analyzers.interface import FileInfo, FileInput, FileKind
 from imgscan.testing import LocalFileInput, info_from_stat, run_analyzer
 
 GO = shutil.which("go")
@@ -128,6 +128,9 @@ def test_matches_go_version_m(go_bins: Path) -> None:
     main = next(p for p in hello if p.metadata.get("main_module"))
     assert (main.name, main.version) == ("example.com/hello", "(devel)")
     assert main.metadata["build_settings"]["CGO_ENABLED"] == "0"
+    plain = next(p for p in result.packages if p.metadata.get("main_module")
+                 and p.name == "example.com/plain")
+    assert plain.metadata["build_settings"]["-ldflags"] == "-s -w"  # Go-quoted in the binary
     assert all(not p.purl and p.layer is None for p in hello)
 
 
@@ -273,3 +276,37 @@ def test_required_rules() -> None:
     assert not an.required(FileInfo("etc/passwd", FileKind.FILE, 0o644, size=10_000))
     assert not an.required(FileInfo("usr/bin/huge", FileKind.FILE, 0o755, size=3 << 30))
     assert not an.required(FileInfo("usr/bin/link", FileKind.SYMLINK, 0o777))
+
+
+class _BytesInput(FileInput):
+    """An in-memory file, for mutation runs that would be slow through the disk."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.info = FileInfo("usr/bin/m", FileKind.FILE, 0o755, size=len(data))
+        self.layer = None
+
+    def read(self, limit: int = 1 << 26) -> bytes:
+        return self.data[:limit]
+
+    def open(self) -> io.BytesIO:  # type: ignore[override]
+        return io.BytesIO(self.data)
+
+
+def test_mutated_headers_never_raise(go_bins: Path) -> None:
+    """Random byte changes in the ELF headers and the build-info header: a result, a
+    warning or nothing, but never an exception."""
+    import random
+
+    real = (go_bins / "usr/local/bin/hello").read_bytes()
+    at = real.index(b"\xff Go buildinf:")
+    old = _old_layout_elf(True, True, "go1.16", "path\tx\nmod\tx\t(devel)\t\n")
+    rng = random.Random(1234)
+    an = GoBinaryAnalyzer()
+    for i in range(400):
+        base = bytearray(old if i % 2 else real)
+        region = [(0, 300)] if i % 2 else [(0, 128), (at, at + 64)]
+        for _ in range(rng.randint(1, 6)):
+            lo, hi = rng.choice(region)
+            base[rng.randrange(lo, min(hi, len(base)))] = rng.randrange(256)
+        an.analyze(_BytesInput(bytes(base)))

@@ -160,7 +160,7 @@ def _read_segments(elf: ELFFile, off: int, entsize: int, num: int) -> list[Segme
     if num == 0 or off == 0:
         return []
     want = 56 if elf.is64 else 32
-    if num > MAX_SEGMENTS or entsize < want:
+    if num > MAX_SEGMENTS or not want <= entsize <= 4 * want:
         raise ELFError("implausible program header table")
     table = elf.read_at(off, entsize * num)
     if len(table) < entsize * num:
@@ -185,7 +185,7 @@ def _read_sections(
     if num == 0 or off == 0:
         return []
     want = 64 if elf.is64 else 40
-    if num > MAX_SECTIONS or entsize < want:
+    if num > MAX_SECTIONS or not want <= entsize <= 4 * want:
         raise ELFError("implausible section header table")
     table = elf.read_at(off, entsize * num)
     if len(table) < entsize * num:

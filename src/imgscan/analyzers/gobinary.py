@@ -9,6 +9,7 @@ blocks are read, so a large binary costs a handful of seeks.
 
 from __future__ import annotations
 
+import json
 import struct
 from typing import Any
 
@@ -136,11 +137,14 @@ def strip_modinfo(mod: str) -> str:
 
 
 def _unquote(text: str) -> str:
+    """Undo Go's strconv.Quote on a build-setting key or value (JSON covers the common
+    escapes; anything else is kept as written, minus the quotes)."""
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
         try:
-            return text[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape")
-        except (UnicodeError, ValueError):
+            value = json.loads(text)
+        except ValueError:
             return text[1:-1]
+        return value if isinstance(value, str) else text[1:-1]
     return text
 
 

@@ -49,7 +49,8 @@ _NAME_KEYS = ("Implementation-Title", "Specification-Title", "Bundle-Name",
               "Bundle-SymbolicName", "Automatic-Module-Name", "Name")
 _VERSION_KEYS = ("Implementation-Version", "Specification-Version", "Bundle-Version",
                  "Plugin-Version")
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
+#: what zipfile raises on corrupt input (it has no single base error)
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
                ValueError, NotImplementedError, RuntimeError, struct.error, KeyError,
                IndexError)
 
@@ -173,7 +174,7 @@ class JavaAnalyzer(Analyzer):
                 self._archive(stream, path, 1, budget, result)
         except ArchiveLimit as exc:
             budget.warnings.append(f"stopped: {exc}")
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             budget.warnings.append(f"unreadable archive: {exc}")
         for msg in dict.fromkeys(budget.warnings):
             result.warnings.append(ScanWarning(f"java: {msg}", path, self.name))
@@ -215,7 +216,7 @@ class JavaAnalyzer(Analyzer):
                     if budget.bytes_left < 0 or budget.archives_left < 0:
                         raise
                     budget.warnings.append(f"{inner}: {exc}")
-                except _ZIP_ERRORS as exc:
+                except ZIP_ERRORS as exc:
                     budget.warnings.append(f"{inner}: unreadable nested archive: {exc}")
 
     @staticmethod
@@ -237,7 +238,7 @@ class JavaAnalyzer(Analyzer):
             if budget.bytes_left < 0:
                 raise
             budget.warnings.append(f"{loc}: {exc}")
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             budget.warnings.append(f"{loc}!/{info.filename}: unreadable: {exc}")
         return None
 

@@ -46,7 +46,7 @@ class NpmAnalyzer(Analyzer):
     name = "npm"
     version = 1
     description = "npm packages installed under node_modules (including global installs)"
-    max_read = MAX_PACKAGE_JSON
+    max_read = MAX_PACKAGE_JSON + 1
 
     def required(self, info: FileInfo) -> bool:
         return (info.is_regular and info.size <= MAX_PACKAGE_JSON

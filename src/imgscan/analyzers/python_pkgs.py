@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import zipfile
 from email.parser import HeaderParser
-from typing import Any
+from typing import Any, BinaryIO
 
 from imgscan.analyzers._elfsections import open_seekable
 from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
+from imgscan.analyzers.java import ZIP_ERRORS, central_directory_size
 from imgscan.model import Package, ScanWarning
 
 #: metadata files larger than this are not metadata
@@ -92,7 +93,7 @@ class PythonAnalyzer(Analyzer):
     name = "python"
     version = 1
     description = "Python distributions from dist-info, egg-info and .egg metadata"
-    max_read = MAX_METADATA
+    max_read = MAX_METADATA + 1
 
     def required(self, info: FileInfo) -> bool:
         if not info.is_regular:
@@ -130,21 +131,27 @@ class PythonAnalyzer(Analyzer):
 
     def _egg_pkg_info(self, file: FileInput) -> tuple[str, str]:
         try:
-            with open_seekable(file, MAX_EGG) as stream, zipfile.ZipFile(stream) as z:
-                infos = z.infolist()
-                if len(infos) > MAX_EGG_ENTRIES:
+            with open_seekable(file, MAX_EGG) as stream:
+                sizes = central_directory_size(stream)
+                if sizes is not None and sizes[0] > MAX_EGG_ENTRIES:
                     return "", f"egg has over {MAX_EGG_ENTRIES} entries"
-                entry = next((i for i in infos if i.filename == "EGG-INFO/PKG-INFO"), None)
-                if entry is None:
-                    return "", "egg has no EGG-INFO/PKG-INFO"
-                with z.open(entry) as f:
-                    data = f.read(MAX_METADATA + 1)
-                if len(data) > MAX_METADATA:
-                    return "", "EGG-INFO/PKG-INFO over the size cap"
-                return data.decode("utf-8", "replace"), ""
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
-                NotImplementedError, RuntimeError) as exc:
+                stream.seek(0)
+                return self._pkg_info_from_zip(stream)
+        except ZIP_ERRORS as exc:
             return "", f"unreadable egg: {exc}"
+
+    @staticmethod
+    def _pkg_info_from_zip(stream: BinaryIO) -> tuple[str, str]:
+        with zipfile.ZipFile(stream) as z:
+            infos = z.infolist()
+            entry = next((i for i in infos if i.filename == "EGG-INFO/PKG-INFO"), None)
+            if entry is None:
+                return "", "egg has no EGG-INFO/PKG-INFO"
+            if entry.file_size > MAX_METADATA:
+                return "", "EGG-INFO/PKG-INFO over the size cap"
+            with z.open(entry) as f:
+                data = f.read(MAX_METADATA + 1)
+            return data.decode("utf-8", "replace"), ""
 
     @staticmethod
     def _installer(file: FileInput) -> str:
