@@ -22,6 +22,7 @@ import pytest
 
 from imgscan.analyzers.gobinary import GoBinaryAnalyzer
 from imgscan.analyzers.interface import FileInfo, FileInput, FileKind
+from imgscan.purls import package_purl
 from imgscan.testing import LocalFileInput, info_from_stat, run_analyzer
 
 GO = shutil.which("go")
@@ -125,6 +126,7 @@ def test_matches_go_version_m(go_bins: Path) -> None:
     fork = next(p for p in hello if p.name == "example.org/forkb")
     assert fork.metadata["replaces"] == {"path": "example.com/libb", "version": "v0.1.0"}
     assert fork.metadata["h1_digest"].startswith("h1:")
+    assert package_purl(fork, None) == "pkg:golang/example.org/forkb@v0.3.1"
     main = next(p for p in hello if p.metadata.get("main_module"))
     assert (main.name, main.version) == ("example.com/hello", "(devel)")
     assert main.metadata["build_settings"]["CGO_ENABLED"] == "0"

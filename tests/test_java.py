@@ -19,6 +19,7 @@ import pytest
 import imgscan.analyzers.java as java
 from imgscan.analyzers.interface import FileInfo, FileKind
 from imgscan.analyzers.java import JavaAnalyzer, parse_manifest, parse_properties
+from imgscan.purls import package_purl
 from imgscan.testing import run_analyzer
 
 
@@ -76,7 +77,7 @@ def test_nested_shaded_manifest_filename(tmp_path: Path) -> None:
         ("jdk", "java.base", "17", "/opt/app/java.base.jmod"),
     }
     by = {p.name: p for p in result.packages}
-    assert by["guava"].metadata["artifact_id"] == "guava"
+    assert package_purl(by["guava"], None) == "pkg:maven/com.google.guava/guava@31.1-jre"
     assert by["My Fancy Library"].metadata["source"] == "manifest"
     assert by["commons-io"].metadata["source"] == "filename"
     assert all(p.type == "maven" and not p.purl for p in result.packages)

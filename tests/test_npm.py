@@ -16,6 +16,7 @@ import pytest
 
 from imgscan.analyzers.interface import FileInfo, FileKind
 from imgscan.analyzers.npm import NpmAnalyzer
+from imgscan.purls import package_purl
 from imgscan.testing import run_analyzer
 
 NPM = shutil.which("npm")
@@ -69,6 +70,8 @@ def test_matches_npm_ls(tree: Path) -> None:
     versions = {(p.name, p.version) for p in result.packages}
     assert {("ms", "2.0.0"), ("ms", "2.1.3"), ("ms", "0.7.3"), ("@tootallnate/once", "2.0.0"),
             ("is-number", "6.0.0"), ("is-number", "7.0.0")} <= versions
+    scoped = next(p for p in result.packages if p.name == "@tootallnate/once")
+    assert package_purl(scoped, None) == "pkg:npm/%40tootallnate/once@2.0.0"
     alias = next(p for p in result.packages if p.version == "0.7.3")
     assert alias.metadata["installed_as"] == "old-ms"
     # the application manifest and the hidden lockfile are not packages

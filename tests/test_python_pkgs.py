@@ -19,6 +19,7 @@ import pytest
 
 from imgscan.analyzers.interface import FileInfo, FileKind
 from imgscan.analyzers.python_pkgs import PythonAnalyzer
+from imgscan.purls import package_purl
 from imgscan.testing import run_analyzer
 
 WHEELS = ["six==1.16.0", "python-dateutil==2.8.2", "typing_extensions==4.5.0",
@@ -70,6 +71,7 @@ def test_matches_pip_list(site: Path) -> None:
     assert du.metadata["installer"] == "pip"
     assert du.licenses  # "Dual License" in 2.8.2's License header
     assert by_name["Old_Pkg"].licenses == ("BSD",)
+    assert package_purl(by_name["zope.event"], None) == "pkg:pypi/zope-event@4.6"
     assert by_name["single.file"].licenses == ("MIT License",)
     assert all(p.type == "pypi" and not p.purl and p.layer is None for p in result.packages)
 
