@@ -9,7 +9,7 @@ zip, nesting deeper than the limit, too many entries, and a total-bytes budget.
 from __future__ import annotations
 
 import io
-import os
+import random
 import time
 import zipfile
 from pathlib import Path
@@ -162,14 +162,15 @@ def test_too_many_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_corrupt_and_truncated(tmp_path: Path) -> None:
-    good = jar([pom("g", "a", "1.0"), ("x/" + "y" * 50, os.urandom(5000))])
-    (tmp_path / "random.jar").write_bytes(os.urandom(3000))
+    good = jar([pom("g", "a", "1.0"), ("x/" + "y" * 50, random.Random(5000).randbytes(5000))])
+    (tmp_path / "random.jar").write_bytes(random.Random(3000).randbytes(3000))
     (tmp_path / "empty.ear").write_bytes(b"PK\x05\x06")
     (tmp_path / "cut.jar").write_bytes(good[: len(good) // 2])
     bad_crc = bytearray(jar([pom("g", "a", "1.0")], zipfile.ZIP_STORED))
     i = bad_crc.index(b"version=1.0")
     bad_crc[i : i + 11] = b"version=6.6"  # stored data no longer matches its CRC
-    nested_bad = jar([("lib/inner.jar", os.urandom(2000)), pom("g", "outer", "2")])
+    noise = random.Random(2000).randbytes(2000)
+    nested_bad = jar([("lib/inner.jar", noise), pom("g", "outer", "2")])
     (tmp_path / "nested-bad.war").write_bytes(nested_bad)
     (tmp_path / "crc.jar").write_bytes(jar([("lib/in-1.jar", bytes(bad_crc))],
                                            zipfile.ZIP_STORED))

@@ -9,7 +9,7 @@ the comparison; zipped and unzipped eggs are checked against the PKG-INFO the te
 from __future__ import annotations
 
 import json
-import os
+import random
 import subprocess
 import sys
 import zipfile
@@ -115,7 +115,7 @@ def test_version_kept_exactly(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name,content",
     [
-        ("garbage-1.dist-info/METADATA", os.urandom(2000)),
+        ("garbage-1.dist-info/METADATA", random.Random(7).randbytes(2000)),
         ("noversion-1.dist-info/METADATA", b"Metadata-Version: 2.1\nName: noversion\n"),
         ("empty-1.dist-info/METADATA", b""),
         ("html-1.dist-info/METADATA", b"<html><body>Name: x</body></html>\n"),
@@ -123,6 +123,7 @@ def test_version_kept_exactly(tmp_path: Path) -> None:
         ("badzip-1.egg", b"PK\x03\x04 this is no zip"),
         ("huge-1.dist-info/METADATA", b"Name: h\nVersion: 1\nX: " + b"a" * (4 << 20)),
     ],
+    ids=["garbage", "noversion", "empty", "html", "nul", "badzip", "huge"],
 )
 def test_bad_metadata_warns(tmp_path: Path, name: str, content: bytes) -> None:
     p = tmp_path / "site-packages" / name
