@@ -9,6 +9,7 @@ blocks are read, so a large binary costs a handful of seeks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from typing import Any
@@ -246,10 +247,7 @@ class GoBinaryAnalyzer(Analyzer):
             meta = dict(pkg.metadata)
             meta["main_path"] = info["path"]
             meta["build_settings"] = info["settings"]
-            result.packages.append(
-                Package(type=pkg.type, name=pkg.name, version=pkg.version,
-                        locations=pkg.locations, metadata=meta)
-            )
+            result.packages.append(dataclasses.replace(pkg, metadata=meta))
         for dep in info["deps"]:
             result.packages.append(_module_package(dep, path, short, False))
         return result
