@@ -142,7 +142,8 @@ class Scanner:
             dispatcher.close()
         self._add_calls(dispatcher)
         t1 = time.monotonic()
-        report = self._assemble(view, [layer], {}, t0, t1, attribute=False)
+        report = self._assemble(view, [layer], {}, t0, t1, attribute=False,
+                                visible={e.path: 0 for e in entries if e.is_regular})
         report.image = ImageSummary(name=f"dir:{path}", source="dir")
         return report
 
@@ -171,9 +172,11 @@ class Scanner:
 
     # -- merge -----------------------------------------------------------------------------
     def _assemble(self, view: ImageView, layers: Sequence[_Layer], config: dict[str, Any],
-                  t0: float, t1: float, attribute: bool) -> Report:
+                  t0: float, t1: float, attribute: bool,
+                  visible: dict[str, int] | None = None) -> Report:
         hidden_wanted = {a.name for a in self.file_analyzers if a.wants_hidden}
-        visible = {e.info.path: e.layer.index for e in view.entries() if e.info.is_regular}
+        if visible is None:
+            visible = {e.info.path: e.layer.index for e in view.entries() if e.info.is_regular}
         merged = AnalysisResult()
         os_candidates: dict[str, OSInfo] = {}
         for path, top in sorted(visible.items()):

@@ -129,21 +129,39 @@ class DirView(ImageView):
 
     def _entry(self, relpath: str, st: os.stat_result) -> ViewEntry:
         full = os.path.join(self.root, relpath)
-        linkname = os.readlink(full) if stat.S_ISLNK(st.st_mode) else ""
-        return ViewEntry(info_from_stat(relpath, st, linkname, read_xattrs(full)), self._layer)
+        linkname = ""
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                linkname = os.readlink(full)
+            except OSError:
+                linkname = ""
+        xattrs = read_xattrs(full) if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) \
+            else {}
+        return ViewEntry(info_from_stat(relpath, st, linkname, xattrs), self._layer)
 
     def entries(self) -> Iterator[ViewEntry]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames.sort()
-            rel_dir = os.path.relpath(dirpath, self.root)
-            names = sorted(dirnames + filenames)
-            for name in names:
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+        """Everything below the root on the root's own filesystem (like ``find -xdev``: a
+        rootfs directory's /proc or a bind mount inside it is not part of the image)."""
+        root_dev = os.lstat(self.root).st_dev
+        stack = [("", self.root)]
+        while stack:
+            rel_dir, full_dir = stack.pop()
+            try:
+                with os.scandir(full_dir) as it:
+                    items = sorted(it, key=lambda d: d.name)
+            except OSError:
+                continue
+            subdirs = []
+            for d in items:
+                rel = f"{rel_dir}/{d.name}" if rel_dir else d.name
                 try:
-                    st = os.lstat(os.path.join(dirpath, name))
+                    st = d.stat(follow_symlinks=False)
                 except OSError:
                     continue
                 yield self._entry(rel, st)
+                if stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
+                    subdirs.append((rel, d.path))
+            stack.extend(reversed(subdirs))
 
     def hidden_entries(self) -> Iterator[ViewEntry]:
         return iter(())
