@@ -235,6 +235,7 @@ class TokenServer:
     #: grant only these actions (None: what was asked), to provoke insufficient_scope
     grant_override: Callable[[str, list[str]], list[str]] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
     port: int = 0
 
     @property
@@ -267,7 +268,9 @@ class TokenServer:
         claims = {"iss": self.issuer, "sub": user or "", "aud": self.service,
                   "exp": now + 600, "nbf": now - 10, "iat": now,
                   "jti": b64url(os.urandom(12)), "access": access}
-        return self.sign(claims)
+        token = self.sign(claims)
+        self.issued.append(token)
+        return token
 
     def handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         ts = self
