@@ -237,3 +237,13 @@ def test_bad_realm(realm: str) -> None:
     a = Authenticator("h.io", lambda: None, _Fetch({}))
     with pytest.raises(RegistryAuthError, match="token realm"):
         a.on_unauthorized(f'Bearer realm="{realm}"', (), 0)
+
+
+@pytest.mark.parametrize("body", [{"token": 5}, {"access_token": ""}, [], "x", {"other": "t"}])
+def test_token_server_garbage(body: object) -> None:
+    from imgscan.images.registry.auth import Authenticator
+
+    a = Authenticator("h.io", lambda: None, _Fetch(body))  # type: ignore[arg-type]
+    a.on_unauthorized('Bearer realm="https://auth.h.io/t"', (), 0)
+    with pytest.raises(RegistryAuthError, match="token server sent no token"):
+        a.authorization(("repository:r:pull",))
