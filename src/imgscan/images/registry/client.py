@@ -62,6 +62,7 @@ _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _MAX_ERROR_BODY = 64 << 10
+_MAX_DRAIN = 64 << 10
 _MAX_TAGS_PAGE = 8 << 20
 _MAX_TAG_PAGES = 10_000
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -165,6 +166,24 @@ def _ssl_reason(e: BaseException) -> str:
     return text[:300]
 
 
+def discard(resp: urllib3.BaseHTTPResponse) -> None:
+    """Give a response's connection back: drained when little is left, else closed.
+
+    A hostile or broken server can send an endless body on a 3xx, 4xx or 5xx; we never read
+    more than ``_MAX_DRAIN`` of what we do not need, and never reuse a half-read connection.
+    """
+    remaining = getattr(resp, "length_remaining", None)
+    try:
+        if remaining is not None and remaining <= _MAX_DRAIN:
+            resp.drain_conn()
+        else:
+            resp.close()
+    except (HTTPError, OSError):
+        resp.close()
+    finally:
+        resp.release_conn()
+
+
 def _origin(url: str) -> tuple[str, str]:
     p = urllib.parse.urlsplit(url)
     return p.scheme, p.netloc.lower()
@@ -247,8 +266,7 @@ class RegistryClient:
                 delay = -1.0
             else:
                 if resp.status in _REDIRECT_STATUS and resp.headers.get("Location"):
-                    resp.drain_conn()
-                    resp.release_conn()
+                    discard(resp)
                     redirects += 1
                     if redirects > _MAX_REDIRECTS:
                         raise self._err(RegistryProtocolError, "too many redirects")
@@ -269,8 +287,7 @@ class RegistryClient:
                     return resp
                 last_error = f"HTTP {resp.status}"
                 delay = _retry_after(resp.headers.get("Retry-After"))
-                resp.drain_conn()
-                resp.release_conn()
+                discard(resp)
                 if delay is None:
                     delay = -1.0
             if delay < 0:
@@ -291,7 +308,7 @@ class RegistryClient:
         except (HTTPError, OSError):
             raise self._err(RegistryConnectionError, "token server: connection lost") from None
         finally:
-            resp.release_conn()
+            discard(resp)
 
     def base_url(self) -> str:
         """``https://host`` or, with TLS verification off and no TLS spoken, ``http://host``.
@@ -314,9 +331,8 @@ class RegistryClient:
                     self.auth.on_unauthorized(resp.headers.get("WWW-Authenticate"), (), 0)
                 elif resp.status == 404:
                     raise self._err(RegistryProtocolError, "no registry API at /v2/ (404)")
-                resp.drain_conn()
             finally:
-                resp.release_conn()
+                discard(resp)
             self._base = base
             return base
 
@@ -336,8 +352,7 @@ class RegistryClient:
             resp = self._send(method, url, h)
             if resp.status == 401:
                 challenge = resp.headers.get("WWW-Authenticate")
-                resp.drain_conn()
-                resp.release_conn()
+                discard(resp)
                 if self.auth.on_unauthorized(challenge, scopes, attempt):
                     attempt += 1
                     continue
@@ -354,7 +369,7 @@ class RegistryClient:
         except (HTTPError, OSError):
             body = b""
         finally:
-            resp.release_conn()
+            discard(resp)
         cause = ""
         try:
             errs = json.loads(body).get("errors")
@@ -394,7 +409,7 @@ class RegistryClient:
             content_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             header_digest = resp.headers.get("Docker-Content-Digest")
         finally:
-            resp.release_conn()
+            discard(resp)
         try:
             if by_digest:
                 verify_bytes(data, reference, f"manifest {what}")
@@ -463,7 +478,7 @@ class RegistryClient:
                 raise self._err(RegistryConnectionError,
                                 f"connection lost listing tags of {repository}") from None
             finally:
-                resp.release_conn()
+                discard(resp)
             if len(data) > _MAX_TAGS_PAGE:
                 raise self._err(RegistryProtocolError, f"tag list of {repository} over 8 MiB")
             try:
@@ -537,12 +552,12 @@ class _ResumableBody:
                               f"{cause} reading blob {self._what} at byte {self._pos}")
         log.debug("registry %s: %s at byte %d of %s, resuming",
                   client.registry, cause, self._pos, self._what)
-        self._resp.release_conn()
+        discard(self._resp)
         resp = client._blob_response(self._repo, self._digest, self._what, self._pos)
         if resp.status == 206:
             m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range") or "")
             if not m or int(m.group(1)) != self._pos:
-                resp.release_conn()
+                discard(resp)
                 raise client._err(RegistryProtocolError,
                                   f"resume of {self._what} at byte {self._pos}: bad Content-Range")
         else:  # the server ignored Range: skip what we already have
@@ -578,4 +593,4 @@ class _ResumableBody:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._resp.release_conn()
+            discard(self._resp)
