@@ -168,9 +168,10 @@ class Authenticator:
         if basic is not None:
             if self._credentials() is None:
                 return False
-            if self._mode == "basic" and attempt >= 1:
-                return False
-            self._mode = "basic"
+            with self._lock:
+                if self._mode == "basic" and attempt >= 1:
+                    return False
+                self._mode = "basic"
             return True
         return False
 
