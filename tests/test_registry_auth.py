@@ -300,3 +300,23 @@ def test_secrets_never_in_errors_reprs_or_logs(world: AuthWorld, home, token_ser
     assert "authentication failed" in blob and "credentials rejected" in blob
     for secret in [*SECRETS, *token_server.issued]:
         assert secret not in blob
+
+
+def test_parallel_blob_reads_share_one_token(world: AuthWorld, home, token_server) -> None:
+    import concurrent.futures
+
+    img = _open(f"{world.token.host}/test/img:v1", creds=f"{USER}:{PASSWORD}")
+    source = img.source
+
+    def read(digest: str) -> bytes:
+        with source.open_blob(digest) as f:
+            data = f.read()
+            f.read()
+        return data
+
+    digests = [img.layers[0].digest, img.config_descriptor.digest] * 4
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(read, digests))
+    assert results[1] == img.raw_config
+    assert len({len(r) for r in results[0::2]}) == 1
+    assert len([r for r in token_server.requests if r["scope"]]) == 1
