@@ -43,7 +43,7 @@ from imgscan.images.interface import (
     load_json,
     parse_config,
 )
-from imgscan.images.oci_layout import LayoutSource, image_from_layout
+from imgscan.images.oci_layout import LayoutSource, image_from_layout, naming
 from imgscan.images.reference import normalize_docker_name
 
 _BLOB_NAME_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
@@ -247,7 +247,8 @@ class DockerArchiveSource(BlobSource):
 
 def _with_archive(archive: TarArchive, fn: Any) -> SourceImage:
     try:
-        return fn()
+        with naming(archive.description):
+            return fn()
     except BaseException:
         archive.close()
         raise

@@ -16,7 +16,8 @@ import errno
 import os
 import stat
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from imgscan.errors import ImageError, ReferenceError_
@@ -65,8 +66,9 @@ def _open_nofollow(parts: Sequence[str], root: str, what: str) -> int:
                 nfd = os.open(part, flags, dir_fd=fd)
             except OSError as e:
                 rel = "/".join(parts[: i + 1])
+                where = "" if last else f" ({rel})"
                 if e.errno == errno.ENOENT:
-                    raise ImageError(f"{what}: {rel} is missing") from None
+                    raise ImageError(f"{what} is missing{where}") from None
                 if e.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise ImageError(
                         f"{what}: {rel} is a symlink or not a directory; refusing to follow it"
@@ -76,7 +78,7 @@ def _open_nofollow(parts: Sequence[str], root: str, what: str) -> int:
             fd = nfd
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ImageError(f"{what}: {'/'.join(parts)} is not a regular file")
+            raise ImageError(f"{what} is not a regular file")
         os.set_blocking(fd, True)
         return fd
     except BaseException:
@@ -103,11 +105,23 @@ class OCILayoutSource(LayoutSource):
         return self._open(("blobs", alg, enc), f"{self.description}: blob {digest}")
 
     def read_file(self, name: str, limit: int) -> bytes:
-        with self._open((name,), self.description) as f:
+        with self._open((name,), f"{self.description}: {name}") as f:
             data = f.read(limit + 1)
         if len(data) > limit:
             raise ImageError(f"{self.description}: {name} is larger than {limit} bytes")
         return data
+
+
+@contextmanager
+def naming(description: str) -> Iterator[None]:
+    """Make every ImageError raised inside name the source (some shared helpers, such as
+    ``parse_digest``, do not know it)."""
+    try:
+        yield
+    except ImageError as e:
+        if description in str(e):
+            raise
+        raise type(e)(f"{description}: {e}") from None
 
 
 def _descriptors(entries: Any, what: str) -> list[tuple[int, Descriptor]]:
@@ -254,6 +268,13 @@ def image_from_layout(
     platform: Platform | None = None,
 ) -> SourceImage:
     """Choose and open one image of a layout (FORMATS.md §1.1; containers-transports(5))."""
+    with naming(source.description):
+        return _image_from_layout(source, ref, index, platform)
+
+
+def _image_from_layout(
+    source: LayoutSource, ref: str | None, index: int | None, platform: Platform | None
+) -> SourceImage:
     what = source.description
     header = load_json(source.read_file("oci-layout", 1 << 16), f"{what}: oci-layout")
     if not isinstance(header, dict) or not isinstance(header.get("imageLayoutVersion"), str):
