@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import re
 import stat
 import tarfile
@@ -126,6 +127,7 @@ class TarArchive:
             self._fd = fd
             self._members: dict[str, tuple[int, int]] = {}
             self._others: dict[str, str] = {}
+            self._links: dict[str, tuple[bool, str]] = {}
             self._index()
         except BaseException:
             os.close(fd)
@@ -146,6 +148,7 @@ class TarArchive:
         what = self.description
         f = os.fdopen(os.dup(self._fd), "rb", buffering=1 << 16)
         try:
+            f.seek(0)
             with tarfile.open(fileobj=f, mode="r:") as tf:
                 while True:
                     ti = tf.next()
@@ -164,6 +167,8 @@ class TarArchive:
                         kind = "symlink" if ti.issym() else "hard link" if ti.islnk() else (
                             "directory" if ti.isdir() else "special file")
                         self._others[name] = kind
+                        if ti.issym() or ti.islnk():
+                            self._links[name] = (ti.issym(), ti.linkname)
         except tarfile.TarError as e:
             raise ImageError(f"{what}: not a valid tar archive ({e})") from None
         except EOFError:
@@ -191,6 +196,31 @@ class TarArchive:
                 )
             raise ImageError(f"{self.description}: {name} is missing from the archive")
         return entry
+
+    def resolve(self, name: str) -> str:
+        """The regular member that ``name`` is, or that its link chain inside the archive
+        leads to. Docker's own ``docker save`` (and skopeo) write ``<id>/layer.tar`` as a
+        relative symlink to a shared layer; the chain is resolved by name within the archive,
+        never on a file system, and may not leave the archive root."""
+        seen = 0
+        while name in self._links:
+            seen += 1
+            if seen > 16:
+                raise ImageError(f"{self.description}: {name}: too many levels of links")
+            is_sym, target = self._links[name]
+            if target.startswith("/"):
+                raise UnsafeLayerError(
+                    f"{self.description}: link {name} -> {target} is absolute; not followed"
+                )
+            joined = posixpath.join(posixpath.dirname(name), target) if is_sym else target
+            norm = posixpath.normpath(joined)
+            if norm == ".." or norm.startswith("../"):
+                raise UnsafeLayerError(
+                    f"{self.description}: link {name} -> {target} leaves the archive"
+                )
+            name = norm
+        self._lookup(name)
+        return name
 
     def open(self, name: str) -> BinaryIO:
         off, size = self._lookup(name)
@@ -351,9 +381,9 @@ def _from_manifest_json(archive: TarArchive, ref: str | None, index: int | None)
     config_name = item.get("Config")
     if not isinstance(config_name, str) or not config_name:
         raise ImageError(f"{what}: manifest.json item has no Config")
-    config_name = _clean_name(config_name, what)
-    layer_names = [_clean_name(n, what) for n in _str_list(item.get("Layers"),
-                                                            f"{what}: manifest.json Layers")]
+    config_name = archive.resolve(_clean_name(config_name, what))
+    layer_names = [archive.resolve(_clean_name(n, what))
+                   for n in _str_list(item.get("Layers"), f"{what}: manifest.json Layers")]
     tags = _str_list(item.get("RepoTags"), f"{what}: manifest.json RepoTags")
 
     source = DockerArchiveSource(archive)
