@@ -382,3 +382,15 @@ def test_not_a_directory(tmp_path: Path) -> None:
         open_oci_layout(str(tmp_path / "f"))
     with pytest.raises(ImageError, match="does not exist"):
         open_oci_layout(str(tmp_path / "nope"))
+
+
+def test_hostile_index_json(single) -> None:
+    root, s = single
+    entries = index_entries(root)
+    (root / "index.json").write_text('{"schemaVersion":2,"manifests":' + "[" * 100_000
+                                     + "]" * 100_000 + "}")
+    with pytest.raises(ImageError, match=r"nested too deeply|not valid JSON"):
+        open_oci_layout(str(root))
+    weird = [{"mediaType": ["a"], "digest": 5}, {"mediaType": {"x": 1}}, *entries]
+    set_index(root, weird)
+    assert open_oci_layout(str(root)).image_id == sha256(s.config_json())

@@ -7,7 +7,10 @@ anonymous temporary file, as containers/image does.
 
 Hostile archives: member names that are absolute or contain ``..`` are refused, as are
 duplicate names; only regular-file members are ever opened (a symlink named
-``blobs/sha256/…`` is not followed).
+``blobs/sha256/…`` is not followed). The one exception is the ``Config``/``Layers`` paths of
+a docker-archive's manifest.json: ``docker save`` and skopeo write ``<id>/layer.tar`` as a
+relative symlink to a shared layer file, so those paths are resolved by name *inside the
+archive index* (never on a file system), relative, at most 16 hops, never above the root.
 
 docker-archive: ``manifest.json`` is preferred when present (it is right in every Docker
 version, while Docker 25.0.0's OCI manifest listed only foreign layers); without it, the OCI
@@ -169,7 +172,7 @@ class TarArchive:
                         self._others[name] = kind
                         if ti.issym() or ti.islnk():
                             self._links[name] = (ti.issym(), ti.linkname)
-        except tarfile.TarError as e:
+        except (tarfile.TarError, ValueError, OverflowError) as e:
             raise ImageError(f"{what}: not a valid tar archive ({e})") from None
         except EOFError:
             raise ImageError(f"{what}: archive is truncated") from None

@@ -122,6 +122,9 @@ def naming(description: str) -> Iterator[None]:
         if description in str(e):
             raise
         raise type(e)(f"{description}: {e}") from None
+    except RecursionError:
+        # json.loads of "[[[[…" a few thousand deep
+        raise ImageError(f"{description}: JSON nested too deeply") from None
 
 
 def _descriptors(entries: Any, what: str) -> list[tuple[int, Descriptor]]:
@@ -137,7 +140,7 @@ def _descriptors(entries: Any, what: str) -> list[tuple[int, Descriptor]]:
         if not isinstance(raw, dict):
             raise ImageError(f"{what}: manifests[{i}] is not an object")
         media = raw.get("mediaType")
-        if media and media not in _KNOWN:
+        if media not in (None, "") and not (isinstance(media, str) and media in _KNOWN):
             continue
         out.append((i, Descriptor.from_json(raw, f"{what}: manifests[{i}]")))
     return out

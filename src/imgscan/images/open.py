@@ -40,7 +40,12 @@ def open_parsed(
             return open_docker_archive(parsed.path, parsed.ref, parsed.index, platform)
         if t == "docker":
             # imported here: local scans never load the HTTP client
-            from imgscan.images.registry import open_registry_image
+            try:
+                from imgscan.images.registry import open_registry_image
+            except ModuleNotFoundError as e:
+                if e.name != "imgscan.images.registry":
+                    raise
+                raise ImageError(f"{parsed}: registry support is not installed") from None
 
             return open_registry_image(parsed.remote, platform, **registry_opts)
     except OSError as e:
