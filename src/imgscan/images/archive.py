@@ -31,6 +31,7 @@ import re
 import stat
 import tarfile
 import tempfile
+import weakref
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
@@ -128,12 +129,18 @@ class TarArchive:
                 os.close(fd)
                 fd = plain
             self._fd = fd
+            # closes the descriptor if the caller never calls close(); readers hold dups
+            self._finalizer = weakref.finalize(self, os.close, fd)
             self._members: dict[str, tuple[int, int]] = {}
             self._others: dict[str, str] = {}
             self._links: dict[str, tuple[bool, str]] = {}
             self._index()
         except BaseException:
-            os.close(fd)
+            finalizer = getattr(self, "_finalizer", None)
+            if finalizer is not None:
+                finalizer()
+            else:
+                os.close(fd)
             raise
 
     def _decompress_to_temp(self, fd: int) -> int:
@@ -237,9 +244,9 @@ class TarArchive:
             return f.read()
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Release the archive; readers already open keep working on their own descriptors."""
+        self._finalizer()
+        self._fd = -1
 
 
 class OCIArchiveSource(LayoutSource):
