@@ -394,3 +394,19 @@ def test_hostile_index_json(single) -> None:
     weird = [{"mediaType": ["a"], "digest": 5}, {"mediaType": {"x": 1}}, *entries]
     set_index(root, weird)
     assert open_oci_layout(str(root)).image_id == sha256(s.config_json())
+
+
+@pytest.mark.parametrize(("arch", "variant"), [("arm64", ""), ("arm", "v7"), ("amd64", "")])
+def test_platform_choice_matches_skopeo(tmp_path: Path, arch: str, variant: str) -> None:
+    root, _ = nested(tmp_path)
+    img = open_oci_layout(str(root), "multi", platform=Platform("linux", arch, variant))
+    args = ["skopeo", "--override-os", "linux", "--override-arch", arch]
+    if variant:
+        args += ["--override-variant", variant]
+    raw_config = subprocess.run([*args, "inspect", "--raw", "--config", f"oci:{root}:multi"],
+                                capture_output=True, check=True).stdout
+    assert img.image_id == "sha256:" + hashlib.sha256(raw_config).hexdigest()
+    inspect = json.loads(subprocess.run([*args, "inspect", f"oci:{root}:multi"],
+                                        capture_output=True, check=True).stdout)
+    assert img.index_digest == inspect["Digest"]  # skopeo shows the index's digest
+    assert [lay.digest for lay in img.layers] == inspect["Layers"]
