@@ -32,7 +32,7 @@ import stat
 import tarfile
 import tempfile
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from imgscan.errors import DigestMismatch, ImageError, ReferenceError_, UnsafeLayerError
@@ -50,6 +50,14 @@ from imgscan.images.interface import (
 )
 from imgscan.images.oci_layout import LayoutSource, image_from_layout, naming
 from imgscan.images.reference import normalize_docker_name
+
+__all__ = [
+    "DockerArchiveSource",
+    "OCIArchiveSource",
+    "TarArchive",
+    "open_docker_archive",
+    "open_oci_archive",
+]
 
 _BLOB_NAME_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
 _JSON_NAME_RE = re.compile(r"^([0-9a-f]{64})\.json$")
@@ -285,7 +293,7 @@ class DockerArchiveSource(BlobSource):
         self.archive.close()
 
 
-def _with_archive(archive: TarArchive, fn: Any) -> SourceImage:
+def _with_archive(archive: TarArchive, fn: Callable[[], SourceImage]) -> SourceImage:
     try:
         with naming(archive.description):
             return fn()
@@ -445,11 +453,3 @@ def _go_json(obj: Any) -> bytes:
     a synthesised manifest matches the one containers/image computes for the same archive."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
-
-__all__: Sequence[str] = (
-    "DockerArchiveSource",
-    "OCIArchiveSource",
-    "TarArchive",
-    "open_docker_archive",
-    "open_oci_archive",
-)
