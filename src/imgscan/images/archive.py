@@ -449,7 +449,8 @@ def _from_manifest_json(archive: TarArchive, ref: str | None, index: int | None)
 
 
 def _go_json(obj: Any) -> bytes:
-    """JSON as Go's encoding/json writes it (compact, key order as given), so the digest of
-    a synthesised manifest matches the one containers/image computes for the same archive."""
+    """Compact JSON with a fixed key order, so a synthesised manifest (and its digest) is the
+    same every time the archive is opened. It is not skopeo's digest for the same archive:
+    skopeo labels uncompressed layer files ``…diff.tar.gzip``, we label what the bytes are."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
