@@ -251,3 +251,57 @@ def write_docker_archive(dest: str, images: Sequence[tuple[ImageSpec, list[str]]
                 layer_names.append(name)
             manifest.append({"Config": config_name, "RepoTags": tags, "Layers": layer_names})
         add("manifest.json", json.dumps(manifest).encode())
+
+
+def write_docker25_archive(dest: str, images: Sequence[tuple[ImageSpec, list[str]]],
+                           oci_layers: bool = True, with_manifest_json: bool = True) -> None:
+    """A Docker 25+ ``docker save`` archive (FORMATS.md §2.2): an OCI layout whose layer blobs
+    are the uncompressed tars named by diff_id, plus manifest.json pointing into ``blobs/``.
+
+    ``oci_layers=False`` mimics Docker 25.0.0, whose OCI manifests listed no (non-foreign)
+    layers; ``with_manifest_json=False`` leaves only the OCI side.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        blobs = BlobDir(root)
+        with open(os.path.join(root, "oci-layout"), "w") as f:
+            json.dump({"imageLayoutVersion": "1.0.0"}, f)
+        manifest_json, index_entries, repositories = [], [], {}
+        for spec, tags in images:
+            config = spec.config_json()
+            config_digest = blobs.put(config)
+            layer_descs = []
+            for lay in spec.layers:
+                layer_descs.append({"mediaType": LAYER_TYPES[None], "digest": blobs.put(lay.tar),
+                                    "size": len(lay.tar)})
+            manifest = json.dumps({
+                "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
+                           "size": len(config)},
+                "layers": layer_descs if oci_layers else [],
+            }).encode()
+            mdesc = {"mediaType": OCI_MANIFEST, "digest": blobs.put(manifest),
+                     "size": len(manifest)}
+            for tag in tags or [None]:
+                d = dict(mdesc)
+                if tag:
+                    repo, _, t = tag.rpartition(":")
+                    d["annotations"] = {"io.containerd.image.name": f"docker.io/library/{tag}",
+                                        "org.opencontainers.image.ref.name": t}
+                    repositories.setdefault(repo, {})[t] = spec.layers[-1].diff_id.split(":")[1]
+                index_entries.append(d)
+            manifest_json.append({
+                "Config": "blobs/sha256/" + config_digest.split(":")[1],
+                "RepoTags": tags,
+                "Layers": ["blobs/sha256/" + lay.diff_id.split(":")[1] for lay in spec.layers],
+            })
+        with open(os.path.join(root, "index.json"), "w") as f:
+            json.dump({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                       "manifests": index_entries}, f)
+        if with_manifest_json:
+            with open(os.path.join(root, "manifest.json"), "w") as f:
+                json.dump(manifest_json, f)
+            with open(os.path.join(root, "repositories"), "w") as f:
+                json.dump(repositories, f)
+        tar_directory(root, dest)

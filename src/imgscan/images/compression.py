@@ -57,10 +57,14 @@ class _Prefixed(io.RawIOBase):
         return True
 
     def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            # to the end, reading until the source itself says EOF (so that a verifying
+            # reader underneath runs its check)
+            parts, self._head = [self._head], b""
+            while chunk := self._raw.read(READ_SIZE):
+                parts.append(chunk)
+            return b"".join(parts)
         if self._head:
-            if n is None or n < 0:
-                data, self._head = self._head + self._raw.read(), b""
-                return data
             data, self._head = self._head[:n], self._head[n:]
             return data
         return self._raw.read(n)
