@@ -23,15 +23,17 @@ NOASSERTION = "NOASSERTION"
 NAMESPACE_BASE = "https://imgscan.invalid/spdx"
 
 #: SPDX license ids common in images; exact (case-sensitive) matches are used as ids
-KNOWN_LICENSES = frozenset("""
-0BSD AFL-2.1 AGPL-3.0-only AGPL-3.0-or-later Apache-1.1 Apache-2.0 Artistic-1.0
-Artistic-1.0-Perl Artistic-2.0 BSD-1-Clause BSD-2-Clause BSD-3-Clause BSD-4-Clause BSL-1.0
-CC-BY-3.0 CC-BY-4.0 CC-BY-SA-4.0 CC0-1.0 CDDL-1.0 CDDL-1.1 EPL-1.0 EPL-2.0 GFDL-1.3-only
-GFDL-1.3-or-later GPL-1.0-or-later GPL-2.0-only GPL-2.0-or-later GPL-3.0-only
-GPL-3.0-or-later ISC LGPL-2.0-only LGPL-2.0-or-later LGPL-2.1-only LGPL-2.1-or-later
-LGPL-3.0-only LGPL-3.0-or-later MIT MIT-0 MPL-1.1 MPL-2.0 OpenSSL PSF-2.0 Python-2.0
-Ruby Unlicense Vim W3C X11 Zlib zlib-acknowledgement curl libtiff
-""".split())
+KNOWN_LICENSES = frozenset({
+    "0BSD", "AFL-2.1", "AGPL-3.0-only", "AGPL-3.0-or-later", "Apache-1.1", "Apache-2.0",
+    "Artistic-1.0", "Artistic-1.0-Perl", "Artistic-2.0", "BSD-1-Clause", "BSD-2-Clause",
+    "BSD-3-Clause", "BSD-4-Clause", "BSL-1.0", "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA-4.0",
+    "CC0-1.0", "CDDL-1.0", "CDDL-1.1", "EPL-1.0", "EPL-2.0", "GFDL-1.3-only", "GFDL-1.3-or-later",
+    "GPL-1.0-or-later", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later",
+    "ISC", "LGPL-2.0-only", "LGPL-2.0-or-later", "LGPL-2.1-only", "LGPL-2.1-or-later",
+    "LGPL-3.0-only", "LGPL-3.0-or-later", "MIT", "MIT-0", "MPL-1.1", "MPL-2.0", "OpenSSL",
+    "PSF-2.0", "Python-2.0", "Ruby", "Unlicense", "Vim", "W3C", "X11", "Zlib",
+    "zlib-acknowledgement", "curl", "libtiff",
+})
 
 _ID_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
 _HASH_ALGS = {"sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512"}
