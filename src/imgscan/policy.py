@@ -594,6 +594,9 @@ def parse_policy(text: str, source: str = "policy.toml") -> Policy:
     banned = []
     for i, b in enumerate(data.get("banned_packages", []), 1):
         where = f"policy file {source}: banned_packages entry {i}"
+        if "@" in b["purl"].rsplit("/", 1)[-1]:
+            raise UsageError(f"{where}: {b['purl']!r}: put the version in 'versions', "
+                             "the purl pattern matches type/namespace/name")
         bp = BannedPackage(index=i, purl=b["purl"], reason=b["reason"],
                            severity=Severity(b.get("severity", default.value)),
                            versions_text=b.get("versions", ""))
@@ -627,9 +630,9 @@ def purl_base(purl: str) -> str:
     """``pkg:type/namespace/name``: no version, qualifiers or subpath; percent-decoded so
     that patterns can say ``@types`` rather than ``%40types``."""
     base = purl.split("#", 1)[0].split("?", 1)[0]
-    at = base.rfind("@")
-    if at > base.find("/"):
-        base = base[:at]
+    head, slash, last = base.rpartition("/")
+    if "@" in last:  # the version; a scope's "@" is percent-encoded in a purl
+        base = head + slash + last.split("@", 1)[0]
     return unquote(base)
 
 
@@ -696,7 +699,7 @@ def evaluate_policy(report: Report, policy: Policy, now: datetime | None = None)
     for p in report.packages:
         base = _package_purl_base(p)
         for b in policy.banned:
-            if not fnmatch.fnmatchcase(base, purl_base(b.purl)):
+            if not fnmatch.fnmatchcase(base, unquote(b.purl)):
                 continue
             if b.versions is not None:
                 try:
