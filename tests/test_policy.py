@@ -123,6 +123,12 @@ reason = "passwd must be setuid"
         "ignore file ign.toml: entry 2 (rule='config/*', path='/nowhere/*') matched no finding"]
 
 
+def test_path_selector_matches_config_keys() -> None:
+    ign = parse_ignore_file("[[ignore]]\npath = 'config:Env*'\nreason = 'r'\n", "x")
+    out = apply_ignores(make_report().findings, ign, TODAY)
+    assert [f.rule_id for f, _ in out.ignored] == ["config/secret-env"]
+
+
 def test_expired_entries_stop_applying_with_a_warning() -> None:
     ign = parse_ignore_file("""
 [[ignore]]

@@ -9,12 +9,12 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from imgscan.reports.interface import render
-from test_reports_fixture import IMAGE_NAME, hostile_report, make_report
+from test_reports_fixture import IMAGE_NAME, hostile_report, make_report, minimal_report
 
 VALIDATOR = JsonStrictValidator(SchemaVersion.V1_6)
 
 
-@pytest.mark.parametrize("build", [make_report, hostile_report])
+@pytest.mark.parametrize("build", [make_report, hostile_report, minimal_report])
 def test_valid_cyclonedx_1_6(build) -> None:
     assert VALIDATOR.validate_str(render(build(), "cyclonedx")) is None
 

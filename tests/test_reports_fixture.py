@@ -138,7 +138,14 @@ def hostile_report() -> Report:
     return r
 
 
+def minimal_report() -> Report:
+    """A directory scan: no image digest, no layers, no OS, nothing found."""
+    return Report(tool={"name": "imgscan", "version": "0.1.0"},
+                  image=ImageSummary(name="/srv/rootfs", source="dir"))
+
+
 def test_fixture_is_a_valid_report() -> None:
+    validate_report(minimal_report().to_dict())
     validate_report(make_report().to_dict())
     assert {p.purl.split("/")[0] for p in make_report().packages} == {
         "pkg:deb", "pkg:pypi", "pkg:npm", "pkg:golang"}

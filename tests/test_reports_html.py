@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html.parser
+import re
 import shutil
 import struct
 import subprocess
@@ -87,11 +88,12 @@ def test_sections_present() -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _chromium(args: list[str], page: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
+def _chromium(args: list[str], page: Path, tmp: Path,
+              fragment: str = "") -> subprocess.CompletedProcess[str]:
     assert CHROMIUM, "chromium is required (apt-get install chromium)"
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
            "--disable-background-networking", "--disable-component-update", "--no-first-run",
-           f"--user-data-dir={tmp / 'profile'}", *args, page.as_uri()]
+           f"--user-data-dir={tmp / 'profile'}", *args, page.as_uri() + fragment]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
 
 
@@ -167,6 +169,21 @@ def test_dom_shows_the_image_name_and_the_script_ran_under_csp(rendered) -> None
     assert f'<h1 id="image-name">{IMAGE_NAME}</h1>' in dom
     assert "<svg" in dom and 'id="findings"' in dom
     assert "Content Security Policy" not in str(rendered["log"])
+    assert "Uncaught" not in str(rendered["log"])
+
+
+def test_tables_sort_in_the_browser(rendered) -> None:
+    """``#sort=packages:1:desc`` clicks the Name header twice: names in descending order."""
+    tmp = rendered["tmp"]
+    assert isinstance(tmp, Path)
+    page = tmp / "report.html"
+    dom = _chromium(["--dump-dom"], page, tmp, fragment="#sort=packages:1:desc").stdout
+    body = dom[dom.index('<table id="packages"'):]
+    body = body[:body.index("</table>")]
+    names = re.findall(r"<tr><td>[a-z]+</td><td>([^<]+)</td>", body)
+    expected = sorted((p.name for p in make_report().packages), reverse=True,
+                      key=str.lower)  # localeCompare: case-insensitive, "@" first
+    assert names == expected
 
 
 def test_csp_blocks_a_script_that_is_not_ours(rendered) -> None:

@@ -34,6 +34,21 @@ def test_every_format_maps_to_a_writer(fmt: ReportFormat) -> None:
     assert render(make_report(), fmt.value).strip()
 
 
+@pytest.mark.parametrize("fmt", list(ReportFormat))
+def test_minimal_and_undecodable_reports_write_to_files(fmt: ReportFormat, tmp_path: Path) -> None:
+    from imgscan.model import ScanWarning
+    from imgscan.reports.interface import WriterOptions
+    from test_reports_fixture import minimal_report
+
+    r = minimal_report()
+    r.warnings.append(ScanWarning("undecodable name", path="/srv/bad-\udcff-name"))
+    out = tmp_path / f"report.{fmt.value}"
+    write_file(r, fmt.value, out, WriterOptions(packages=True, elf=True))
+    text = out.read_text(encoding="utf-8")
+    assert "udcff" in text or fmt in (ReportFormat.CYCLONEDX, ReportFormat.SPDX,
+                                      ReportFormat.SARIF, ReportFormat.ATOMIC)
+
+
 def test_registry_lists_the_brief_formats() -> None:
     assert {"json", "table", "sarif", "cyclonedx", "spdx", "html", "atomic"} <= set(WRITERS)
     assert available_formats()[:7] == [f.value for f in ReportFormat]

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from imgscan.reports.interface import render
-from test_reports_fixture import L1, L2, hostile_report, make_report
+from test_reports_fixture import L1, L2, hostile_report, make_report, minimal_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def _sarif(report) -> dict:
     return json.loads(render(report, "sarif"))
 
 
-@pytest.mark.parametrize("build", [make_report, hostile_report])
+@pytest.mark.parametrize("build", [make_report, hostile_report, minimal_report])
 def test_valid_sarif(validator, build) -> None:
     errors = list(validator.iter_errors(_sarif(build())))
     assert not errors, [e.message for e in errors[:3]]

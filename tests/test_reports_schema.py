@@ -13,7 +13,7 @@ from imgscan.model import Finding, Location, Report, Severity
 from imgscan.reports import SCHEMA_PATH, ReportSchemaError, validate_report
 from imgscan.reports.interface import render
 from imgscan.reports.json_writer import canonical_dict
-from test_reports_fixture import hostile_report, make_report
+from test_reports_fixture import hostile_report, make_report, minimal_report
 
 
 def _json(report: Report) -> dict:
@@ -25,7 +25,7 @@ def test_schema_file_is_draft_2020_12() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
-@pytest.mark.parametrize("build", [make_report, hostile_report])
+@pytest.mark.parametrize("build", [make_report, hostile_report, minimal_report])
 def test_writer_output_validates(build) -> None:
     validate_report(_json(build()))
 

@@ -10,7 +10,7 @@ from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from imgscan.reports.interface import render
-from test_reports_fixture import IMAGE_NAME, hostile_report, make_report
+from test_reports_fixture import IMAGE_NAME, hostile_report, make_report, minimal_report
 
 
 def _validate(text: str, tmp_path: Path) -> list[str]:
@@ -20,7 +20,7 @@ def _validate(text: str, tmp_path: Path) -> list[str]:
     return [m.validation_message for m in validate_full_spdx_document(doc)]
 
 
-@pytest.mark.parametrize("build", [make_report, hostile_report])
+@pytest.mark.parametrize("build", [make_report, hostile_report, minimal_report])
 def test_valid_spdx_2_3(build, tmp_path: Path) -> None:
     assert _validate(render(build(), "spdx"), tmp_path) == []
 

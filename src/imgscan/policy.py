@@ -117,7 +117,8 @@ _SELECTORS = ("id", "rule", "path", "package")
 @dataclass(frozen=True)
 class IgnoreRule:
     """One ``[[ignore]]`` entry: every selector given must match (id exact; rule, path and
-    package are fnmatch globs, where ``*`` also crosses ``/``)."""
+    package are fnmatch globs, where ``*`` also crosses ``/``; ``path`` matches
+    ``config:<key>`` for image-config findings)."""
 
     index: int  # 1-based, as a user counts entries
     reason: str
@@ -140,11 +141,17 @@ class IgnoreRule:
             return False
         if self.rule and not fnmatch.fnmatchcase(f.rule_id, self.rule):
             return False
-        if self.path and not (f.location.path
-                              and fnmatch.fnmatchcase(f.location.path, self.path)):
+        if self.path and not fnmatch.fnmatchcase(_where(f), self.path):
             return False
         return not (self.package and not (f.package
                                           and fnmatch.fnmatchcase(f.package, self.package)))
+
+
+def _where(f: Finding) -> str:
+    """What a ``path`` selector matches: the file's path, or ``config:<key>`` for findings in
+    the image config (``config:Env*``)."""
+    loc = f.location
+    return loc.path or (f"config:{loc.config_key}" if loc.config_key else "")
 
 
 @dataclass(frozen=True)

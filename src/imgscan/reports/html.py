@@ -3,7 +3,8 @@
 Everything taken from the image is escaped with ``html.escape`` (image data is hostile), and
 a Content-Security-Policy allows only this page's own inline style and the one inline script,
 pinned by its hash, so even a missed escape could not run injected script. Charts are inline
-SVG built here; tables sort with a few lines of JavaScript.
+SVG built here; tables sort with a few lines of JavaScript (click a header, or open the page
+as ``report.html#sort=<table id>:<column>[:desc]``, e.g. ``#sort=packages:1``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ document.querySelectorAll("table.sortable-table").forEach(function(t){
     return asc?r:-r});
    rows.forEach(function(r){b.appendChild(r)});
   })})});
+var m=/^#sort=([a-z]+):([0-9]+)(:desc)?$/.exec(location.hash);
+if(m){var t=document.getElementById(m[1]);
+ if(t){var h=t.querySelectorAll("th.sortable")[+m[2]];
+  if(h){h.click();if(m[3])h.click();}}}
 """
 
 
