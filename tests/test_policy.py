@@ -498,3 +498,15 @@ expires = 2020-01-01
     validate_report(out.report.to_dict())
     passing = run_gate(make_report(), fail_on=Severity.CRITICAL, ignore=ign, now=NOW)
     assert passing.gate.passed and passing.exit_code == EXIT_PASS
+
+
+def test_baseline_before_limits_and_image_rules_never_baselined() -> None:
+    pol = parse_policy('version = 1\n[limits.severity]\ncritical = 0\n'
+                       '[image]\nrequire_non_root = true\n', "p.toml")
+    first = run_gate(make_report(), policy=pol, now=NOW)
+    assert sorted(f.title for f in first.report.findings if f.category == "policy") == [
+        "1 critical findings (limit 0)", "image runs as root"]
+    baseline = json.loads(render(first.report, "json"))  # the old run, violations included
+    again = run_gate(make_report(), policy=pol, baseline=baseline, now=NOW)
+    assert [f.title for f in again.report.findings] == ["image runs as root"]
+    assert not again.gate.passed

@@ -4,9 +4,11 @@ The CLI reads files and prints; everything here takes values and returns values,
 user gets the same decisions. The order ``run_gate`` applies (and the CLI should keep):
 
 1. the ignore file drops accepted findings (expired entries stop applying, with a warning);
-2. the policy file adds violations (``category = "policy"``), counting limits over what is
-   left, and the ignore file may accept those too;
-3. a baseline keeps only findings that are new relative to an earlier JSON report;
+2. a baseline keeps only findings that are new relative to an earlier JSON report;
+3. the policy file adds violations (``category = "policy"``): limits count what is left
+   (so with a baseline, ``critical = 0`` means "no new critical finding"), image rules
+   (user, size, age, OS, banned packages) are checked afresh and are never baselined; the
+   ignore file may accept violations too;
 4. the gate fails (exit 1) when a finding at or above ``--fail-on`` remains, or any policy
    violation does.
 
@@ -22,7 +24,7 @@ import json
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -779,7 +781,7 @@ def _os_allowed(os_id: str, version: str, pattern: str) -> bool:
 @dataclass
 class GateOutcome:
     """The report as the gate saw it (ignored and baselined findings removed, policy
-    violations added), the decision, and what was left out and why."""
+    violations added, ignore-file warnings appended), the decision, and what was left out."""
 
     report: Report
     gate: GateResult
@@ -796,28 +798,27 @@ def run_gate(report: Report, *, fail_on: Severity | None = None,
              ignore: IgnoreFile | None = None, baseline: Mapping[str, Any] | None = None,
              policy: Policy | None = None, today: date | None = None,
              now: datetime | None = None) -> GateOutcome:
-    """Apply ignore file, policy, baseline and threshold in that order (module docstring)."""
+    """Apply ignore file, baseline, policy and threshold in that order (module docstring)."""
     now = now or datetime.now(UTC)
     today = today or now.date()
     first = apply_ignores(report.findings, ignore, today, warn_unused=False)
     warnings = list(first.warnings)
     ignored = list(first.ignored)
     used = set(first.used)
-    findings: Sequence[Finding] = first.kept
-    if policy is not None:
-        pr = evaluate_policy(dataclasses.replace(report, findings=list(findings)), policy, now)
-        warnings += pr.warnings
-        second = apply_ignores(pr.findings, ignore, today, warn_unused=False)
-        ignored += second.ignored
-        used |= second.used
-        findings = [*findings, *second.kept]
-    if ignore is not None:
-        warnings += unused_warnings(ignore, used, today)
-    out = dataclasses.replace(report, findings=list(findings))
+    out = dataclasses.replace(report, findings=list(first.kept))
     known: list[Finding] = []
     if baseline is not None:
         b = apply_baseline(out, baseline)
         out, known = b.report, b.known
+    if policy is not None:
+        pr = evaluate_policy(out, policy, now)
+        warnings += pr.warnings
+        second = apply_ignores(pr.findings, ignore, today, warn_unused=False)
+        ignored += second.ignored
+        used |= second.used
+        out = dataclasses.replace(out, findings=[*out.findings, *second.kept])
+    if ignore is not None:
+        warnings += unused_warnings(ignore, used, today)
     out = dataclasses.replace(out, warnings=[*out.warnings, *warnings])
     gate = evaluate_gate(out.findings, fail_on)
     return GateOutcome(report=out, gate=gate, ignored=ignored, known=known, warnings=warnings)

@@ -8,7 +8,7 @@ basename. Findings do not change atomic's exit code; the gate is imgscan's own e
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from imgscan.model import Finding, Report
@@ -42,12 +42,10 @@ def atomic_result(report: Report, scan_type: str = "imgscan",
                   uuid: str | None = None) -> dict[str, Any]:
     """The result object; ``uuid`` defaults to ``/scanin/<image id hex>``."""
     r = canonical(report)
-    started = parse_time(r.created)
+    started = parse_time(r.created) or datetime.now(UTC)
     total = r.timings.get("total")
-    if started is not None and isinstance(total, int | float):
-        finished = (started + timedelta(seconds=float(total))).isoformat()
-    else:
-        finished = r.created
+    seconds = float(total) if isinstance(total, int | float) else 0.0
+    finished = (started + timedelta(seconds=seconds)).isoformat()
     ident = (r.image.id or r.image.digest or r.image.name).split(":", 1)[-1]
     vulns = [
         {
@@ -68,7 +66,7 @@ def atomic_result(report: Report, scan_type: str = "imgscan",
         custom["os"] = r.os.pretty_name or f"{r.os.id} {r.os.version_id}".strip()
     return {
         "Scanner": str(r.tool.get("name", "imgscan")),
-        "Time": r.created,
+        "Time": r.created or started.isoformat(),
         "Scan Type": scan_type,
         "Finished Time": finished,
         "UUID": uuid if uuid is not None else f"/scanin/{ident}",

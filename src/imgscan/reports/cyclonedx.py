@@ -75,8 +75,9 @@ def _component(p: Package, ref: str) -> dict[str, Any]:
     c: dict[str, Any] = {"type": "library", "bom-ref": ref, "name": p.name}
     if p.version:
         c["version"] = p.version
-    if p.licenses:
-        c["licenses"] = [{"license": {"name": lic}} for lic in p.licenses]
+    names = [lic for lic in p.licenses if lic.strip()]
+    if names:
+        c["licenses"] = [{"license": {"name": lic}} for lic in names]
     if p.purl:
         c["purl"] = p.purl
     props = [_prop("imgscan:package:type", p.type)]
