@@ -157,6 +157,8 @@ expires = "2026-11-27"
     ("ignores = []\n", "unknown top-level key(s) ignores"),
     ("version = 2\n", "unsupported version 2"),
     ("ignore = 'x'\n", "must be an array of tables"),
+    ("a = " + "[" * 100_000, "invalid TOML"),
+    ("ignore = [1]\n", "entry 1: must be a table"),
 ])
 def test_ignore_file_errors_name_file_and_entry(text, message) -> None:
     with pytest.raises(UsageError) as e:
@@ -210,6 +212,9 @@ def test_baseline_differs_on_fingerprint() -> None:
 
 @pytest.mark.parametrize(("content", "message"), [
     ("not json", "cannot read a JSON report"),
+    ("[" * 100_000, "cannot read a JSON report"),
+    ("[]", "not an imgscan JSON report"),
+    ('{"findings": [1]}', "not an imgscan JSON report"),
     ('{"findings": []}', "not an imgscan JSON report"),
 ])
 def test_bad_baseline_files(tmp_path: Path, content, message) -> None:
@@ -425,6 +430,7 @@ def test_rpm_epoch_from_metadata() -> None:
      "reason = 'r'\n", "is not a pypi version"),
     ("version = 1\n[image]\nmax_size = '12 parsecs'\n", "max_size"),
     ("version = 1\n[image\n", "invalid TOML"),
+    ("a = " + "[" * 100_000, "invalid TOML"),
 ])
 def test_policy_errors(text, message) -> None:
     with pytest.raises(UsageError) as e:

@@ -180,7 +180,7 @@ def parse_ignore_file(text: str, source: str = ".imgscanignore") -> IgnoreFile:
     file and the entry."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         raise UsageError(f"ignore file {source}: invalid TOML: {e}") from None
     unknown = sorted(set(data) - {"version", "ignore"})
     if unknown:
@@ -274,7 +274,7 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise UsageError(f"baseline {path}: cannot read a JSON report: {e}") from None
     errors = schema_errors(data)
     if errors:
@@ -592,7 +592,7 @@ def parse_policy(text: str, source: str = "policy.toml") -> Policy:
 
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         raise UsageError(f"policy file {source}: invalid TOML: {e}") from None
     errors = schema_errors(data, POLICY_SCHEMA_PATH)
     if errors:
