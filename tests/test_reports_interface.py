@@ -19,6 +19,7 @@ from imgscan.reports.interface import (
     builtin_writer_class,
     get_writer,
     parse_format_spec,
+    plan_outputs,
     render,
     write_file,
 )
@@ -72,6 +73,26 @@ def test_parse_format_spec(spec: str, expected: OutputSpec) -> None:
 def test_bad_format_specs(spec: str) -> None:
     with pytest.raises(UsageError):
         parse_format_spec(spec)
+
+
+def test_plan_outputs() -> None:
+    assert plan_outputs([]) == [OutputSpec("table", None)]
+    assert plan_outputs([], "r.txt") == [OutputSpec("table", Path("r.txt"))]
+    assert plan_outputs(["json", "sarif=s.sarif", "html=r.html"], "r.json") == [
+        OutputSpec("json", Path("r.json")), OutputSpec("sarif", Path("s.sarif")),
+        OutputSpec("html", Path("r.html"))]
+    with pytest.raises(UsageError, match="formats json, table would all go to stdout"):
+        plan_outputs(["json", "table"])
+    with pytest.raises(UsageError, match="more than one format would write x"):
+        plan_outputs(["json=x", "sarif"], "x")
+
+
+def test_lazy_exports() -> None:
+    import imgscan.reports as reports
+
+    assert reports.get_writer is get_writer and "json" in reports.WRITERS
+    with pytest.raises(AttributeError):
+        _ = reports.nothing_here
 
 
 def test_write_file_replaces_atomically(tmp_path: Path) -> None:

@@ -20,10 +20,25 @@ POLICY_SCHEMA_PATH = SCHEMA_DIR / "policy-1.schema.json"
 __all__ = [
     "POLICY_SCHEMA_PATH",
     "SCHEMA_PATH",
+    "WRITERS",
     "ReportSchemaError",
+    "get_writer",
+    "render",
     "schema_errors",
     "validate_report",
+    "write_file",
 ]
+
+_LAZY = {"WRITERS", "get_writer", "render", "write_file"}
+
+
+def __getattr__(name: str) -> Any:
+    """The registry's names, imported on first use (``from imgscan.reports import get_writer``)."""
+    if name in _LAZY:
+        from imgscan.reports import interface
+
+        return getattr(interface, name)
+    raise AttributeError(name)
 
 
 class ReportSchemaError(ValueError):

@@ -170,6 +170,29 @@ def parse_format_spec(spec: str) -> OutputSpec:
     return OutputSpec(name, Path(path) if sep else None)
 
 
+def plan_outputs(specs: list[str], output: str | Path | None = None,
+                 default: str = "table") -> list[OutputSpec]:
+    """Resolve repeated ``--format F[=FILE]`` and ``--output FILE`` into one target each.
+
+    A format without ``=FILE`` goes to ``--output`` (or stdout, ``path=None``); only one may,
+    so two reports never interleave on one stream. No ``--format`` means ``default``. Two
+    formats writing one file is an error too."""
+    parsed = [parse_format_spec(s) for s in specs] or [OutputSpec(default)]
+    bare = [p for p in parsed if p.path is None]
+    if len(bare) > 1:
+        names = ", ".join(p.format for p in bare)
+        raise UsageError(f"formats {names} would all go to "
+                         f"{'--output' if output else 'stdout'}; give all but one a file "
+                         "(--format F=FILE)")
+    out = Path(output) if output else None
+    plan = [OutputSpec(p.format, out) if p.path is None else p for p in parsed]
+    paths = [str(p.path) for p in plan if p.path is not None]
+    dup = sorted({x for x in paths if paths.count(x) > 1})
+    if dup:
+        raise UsageError(f"more than one format would write {', '.join(dup)}")
+    return plan
+
+
 def render(report: Report, name: str, options: WriterOptions | None = None) -> str:
     """The whole document as a string."""
     import io
