@@ -1,0 +1,224 @@
+"""The writer interface and the registry of output formats.
+
+A writer turns one ``Report`` into text on a stream; it never analyzes and never decides exit
+codes. Built-in formats are an Enum mapped to classes with ``assert_never`` (a test walks
+every member); third-party writers register under the entry-point group ``imgscan.reports``.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import ClassVar, TextIO, assert_never
+
+from imgscan.errors import UsageError
+from imgscan.model import Report
+
+ENTRY_POINT_GROUP = "imgscan.reports"
+
+
+@dataclass(frozen=True)
+class WriterOptions:
+    """What the user asked to see. ``packages``/``elf`` only change the human-readable views."""
+
+    packages: bool = False
+    elf: bool = False
+
+
+class Writer(abc.ABC):
+    """Render a report in one format."""
+
+    format_name: ClassVar[str]
+    #: the extension a file of this format usually has (for ``--output DIR`` style wiring)
+    extension: ClassVar[str] = ".txt"
+
+    def __init__(self, options: WriterOptions | None = None) -> None:
+        self.options = options or WriterOptions()
+
+    @abc.abstractmethod
+    def write(self, report: Report, out: TextIO) -> None:  # pragma: no cover
+        """Write the whole document for ``report`` to ``out``."""
+
+
+class ReportFormat(str, enum.Enum):
+    """The built-in output formats (the CLI's ``--format`` choices)."""
+
+    JSON = "json"
+    TABLE = "table"
+    SARIF = "sarif"
+    CYCLONEDX = "cyclonedx"
+    SPDX = "spdx"
+    HTML = "html"
+    ATOMIC = "atomic"
+
+
+def builtin_writer_class(fmt: ReportFormat) -> type[Writer]:
+    """The class of a built-in format; imports lazily so one format does not load the rest."""
+    match fmt:
+        case ReportFormat.JSON:
+            from imgscan.reports.json_writer import JsonWriter
+
+            return JsonWriter
+        case ReportFormat.TABLE:
+            from imgscan.reports.table import TableWriter
+
+            return TableWriter
+        case ReportFormat.SARIF:
+            from imgscan.reports.sarif import SarifWriter
+
+            return SarifWriter
+        case ReportFormat.CYCLONEDX:
+            from imgscan.reports.cyclonedx import CycloneDXWriter
+
+            return CycloneDXWriter
+        case ReportFormat.SPDX:
+            from imgscan.reports.spdx import SpdxWriter
+
+            return SpdxWriter
+        case ReportFormat.HTML:
+            from imgscan.reports.html import HtmlWriter
+
+            return HtmlWriter
+        case ReportFormat.ATOMIC:
+            from imgscan.reports.atomic import AtomicWriter
+
+            return AtomicWriter
+        case _:  # pragma: no cover
+            assert_never(fmt)
+
+
+def _plugin_classes() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_formats() -> list[str]:
+    """Built-in format names first, then plugin names (sorted), without importing plugins."""
+    names = [f.value for f in ReportFormat]
+    names += sorted(n for n in _plugin_classes() if n not in names)
+    return names
+
+
+def writer_class(name: str) -> type[Writer]:
+    """The class for a format name; built-ins win over plugins of the same name."""
+    try:
+        return builtin_writer_class(ReportFormat(name))
+    except ValueError:
+        pass
+    ep = _plugin_classes().get(name)
+    if ep is None:
+        raise UsageError(
+            f"unknown report format {name!r} (one of {', '.join(available_formats())})"
+        )
+    try:
+        cls = ep.load()
+    except Exception as e:  # a broken plugin is the user's environment, say which
+        raise UsageError(f"report format {name!r} from {ep.value} failed to load: {e}") from e
+    if not (isinstance(cls, type) and issubclass(cls, Writer)):
+        raise UsageError(f"report format {name!r} ({ep.value}) is not an imgscan Writer")
+    return cls
+
+
+def get_writer(name: str, options: WriterOptions | None = None) -> Writer:
+    """A ready writer for ``name`` (``json``, ``table``, … or a plugin's name)."""
+    return writer_class(name)(options)
+
+
+class _Writers:
+    """``WRITERS[name]`` → writer class, ``name in WRITERS``, iteration over format names."""
+
+    def __getitem__(self, name: str) -> type[Writer]:
+        return writer_class(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in available_formats()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(available_formats())
+
+    def __len__(self) -> int:
+        return len(available_formats())
+
+
+WRITERS = _Writers()
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One ``--format F[=FILE]``: a format and where it goes (None: the default output)."""
+
+    format: str
+    path: Path | None = None
+
+
+def parse_format_spec(spec: str) -> OutputSpec:
+    """``sarif=out.sarif`` → OutputSpec('sarif', Path('out.sarif')); ``json`` → no path."""
+    name, sep, path = spec.partition("=")
+    name = name.strip().lower()
+    if not name:
+        raise UsageError(f"--format {spec!r}: no format name")
+    if name not in WRITERS:
+        raise UsageError(
+            f"--format {spec!r}: unknown format {name!r} (one of {', '.join(available_formats())})"
+        )
+    if sep and not path:
+        raise UsageError(f"--format {spec!r}: empty file name after '='")
+    return OutputSpec(name, Path(path) if sep else None)
+
+
+def plan_outputs(specs: list[str], output: str | Path | None = None,
+                 default: str = "table") -> list[OutputSpec]:
+    """Resolve repeated ``--format F[=FILE]`` and ``--output FILE`` into one target each.
+
+    A format without ``=FILE`` goes to ``--output`` (or stdout, ``path=None``); only one may,
+    so two reports never interleave on one stream. No ``--format`` means ``default``. Two
+    formats writing one file is an error too."""
+    parsed = [parse_format_spec(s) for s in specs] or [OutputSpec(default)]
+    bare = [p for p in parsed if p.path is None]
+    if len(bare) > 1:
+        names = ", ".join(p.format for p in bare)
+        raise UsageError(f"formats {names} would all go to "
+                         f"{'--output' if output else 'stdout'}; give all but one a file "
+                         "(--format F=FILE)")
+    out = Path(output) if output else None
+    plan = [OutputSpec(p.format, out) if p.path is None else p for p in parsed]
+    paths = [str(p.path) for p in plan if p.path is not None]
+    dup = sorted({x for x in paths if paths.count(x) > 1})
+    if dup:
+        raise UsageError(f"more than one format would write {', '.join(dup)}")
+    return plan
+
+
+def render(report: Report, name: str, options: WriterOptions | None = None) -> str:
+    """The whole document as a string."""
+    import io
+
+    buf = io.StringIO()
+    get_writer(name, options).write(report, buf)
+    return buf.getvalue()
+
+
+def write_file(report: Report, name: str, path: Path,
+               options: WriterOptions | None = None) -> None:
+    """Write a report atomically: rendered completely, then renamed into place, so a failed
+    run never leaves half a file for a CI step to pick up. Text that cannot be encoded (lone
+    surrogates from undecodable file names) is written as backslash escapes."""
+    text = render(report, name, options)
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace",
+                       newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

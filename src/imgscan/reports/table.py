@@ -1,0 +1,186 @@
+"""The terminal view: readable at 100 columns, safe against hostile image data.
+
+Every cell goes through ``printable`` (no raw ANSI escapes or newlines from file names reach
+the terminal) and is cut or wrapped to a fixed width, so no line exceeds ``WIDTH`` characters
+whatever the image contains. Long paths are cut from the left: the file name stays visible.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import defaultdict
+from typing import Any, TextIO
+
+from tabulate import tabulate
+
+from imgscan.model import LayerRef, Package, Report
+from imgscan.reports.common import (
+    canonical,
+    human_size,
+    location_text,
+    printable,
+    severity_counts,
+    short_digest,
+)
+from imgscan.reports.interface import Writer
+
+WIDTH = 100
+MAX_WARNINGS = 20
+MAX_LINES = 3
+_FMT = "simple"
+_SEP = 2  # tabulate's "simple" format puts two spaces between columns
+
+
+def cut(text: object, width: int, keep_end: bool = False) -> str:
+    """``text`` made printable and at most ``width`` characters, with an ellipsis."""
+    s = printable(text)
+    if len(s) <= width:
+        return s
+    if width <= 1:
+        return s[:width]
+    return "…" + s[-(width - 1):] if keep_end else s[: width - 1] + "…"
+
+
+def _wrap(text: object, width: int) -> str:
+    """Printable text wrapped to ``width`` (long words broken), at most ``MAX_LINES`` lines."""
+    lines = textwrap.wrap(printable(text), width=width, break_long_words=True,
+                          break_on_hyphens=False) or [""]
+    if len(lines) > MAX_LINES:
+        lines = [*lines[: MAX_LINES - 1], cut(lines[MAX_LINES - 1] + " …", width)]
+    return "\n".join(lines)
+
+
+def _table(rows: list[list[str]], headers: list[str], widths: list[int]) -> str:
+    """A table that fits ``WIDTH``. ``widths`` has one entry per column but the last: cut to
+    that width (negative: cut from the left, for paths). The last column takes the rest and
+    wraps. tabulate's "simple" format pads headers by two, so a column is at least
+    ``len(header) + 2`` wide."""
+    real = [max(abs(w), len(h) + 2) for w, h in zip(widths, headers, strict=False)]
+    rest = max(WIDTH - sum(real) - _SEP * len(real), len(headers[-1]) + 2)
+    body = [
+        [*(cut(c, abs(w), keep_end=w < 0) for c, w in zip(r, widths, strict=False)),
+         _wrap(r[-1], rest)]
+        for r in rows
+    ]
+    return tabulate(body, headers=headers, tablefmt=_FMT, disable_numparse=True)
+
+
+def _layer(layer: LayerRef | None, hidden_by: LayerRef | None = None) -> str:
+    """``L1`` or ``L1-L2`` (in layer 1, deleted by layer 2: explained under the table)."""
+    if layer is None:
+        return ""
+    return f"L{layer.index}" + (f"-L{hidden_by.index}" if hidden_by is not None else "")
+
+
+def _summary(r: Report) -> str:
+    img = r.image
+    os_name = ""
+    if r.os is not None:
+        os_name = r.os.pretty_name or f"{r.os.id} {r.os.version_id}".strip()
+    arch = img.architecture + (f"/{img.variant}" if img.variant else "")
+    rows = [
+        ["Image", img.name or "(unnamed)"],
+        ["Digest", img.digest or "-"],
+        ["ID", short_digest(img.id) or "-"],
+        ["OS", os_name or "unknown"],
+        ["Platform", f"{img.os}/{arch}" if img.os or arch else "-"],
+        ["Layers", f"{len(r.layers)}" + (f" ({human_size(img.size)})" if img.size else "")],
+        ["Created", img.created or "-"],
+        ["User", img.user or "root (not set)"],
+        ["Packages", str(len(r.packages))],
+    ]
+    return tabulate([[k, cut(v, WIDTH - 12)] for k, v in rows], tablefmt="plain",
+                    disable_numparse=True)
+
+
+def _counts(r: Report) -> str:
+    counts = severity_counts(r.findings)
+    heads = [s.value.upper() for s in counts]
+    return tabulate([[*map(str, counts.values()), str(len(r.findings))]],
+                    headers=[*heads, "TOTAL"], tablefmt=_FMT, disable_numparse=True)
+
+
+def _findings(r: Report) -> str:
+    rows = [
+        [f.severity.value.upper(), f.rule_id, location_text(f),
+         _layer(f.location.layer, f.location.hidden_by), f.title]
+        for f in r.findings
+    ]
+    text = _table(rows, ["Severity", "Rule", "Location", "Layer", "Title"], [10, 24, -28, 7])
+    if any(f.location.hidden_by is not None for f in r.findings):
+        text += ("\nLayer L1-L2: the file is in layer 1 and deleted by layer 2; "
+                 "it still ships in the image.")
+    return text
+
+
+def _packages(r: Report) -> str:
+    by_type: dict[str, list[Package]] = defaultdict(list)
+    for p in r.packages:
+        by_type[p.type].append(p)
+    parts = []
+    for typ in sorted(by_type):
+        pkgs = by_type[typ]
+        rows = [[p.name, p.version, p.arch, p.source_name if p.source_name != p.name else "",
+                 _layer(p.layer), ", ".join(p.licenses)] for p in pkgs]
+        parts.append(f"{cut(typ, 40)} ({len(pkgs)})\n" + _table(
+            rows, ["Name", "Version", "Arch", "Source", "Layer", "Licenses"],
+            [24, 20, 7, 12, 7]))
+    return "\n\n".join(parts)
+
+
+_ELF_ORDER = ("path", "relro", "canary", "nx", "pie", "fortify", "rpath", "runpath",
+              "stripped")
+
+
+def _cell(v: object) -> str:
+    if v is True:
+        return "yes"
+    if v is False:
+        return "no"
+    return "" if v is None else str(v)
+
+
+def _elf(rows: list[dict[str, Any]]) -> str:
+    """One row per binary. Known columns first; at most 9 fit in 100 columns (the JSON has
+    them all)."""
+    keys: list[str] = [k for k in _ELF_ORDER if any(k in row for row in rows)]
+    for row in rows:
+        keys += [str(k) for k in row if str(k) not in keys]
+    keys = keys[:9]
+    order = (["path"] if "path" in keys else []) + [k for k in keys if k != "path"]
+    ncols = max(1, len(order) - 1)
+    col = max(6, (WIDTH - 34 - _SEP * ncols) // ncols)
+    widths = [-32 if k == "path" else col for k in order[:-1]]
+    body = [[_cell(row.get(k)) for k in order]
+            for row in sorted(rows, key=lambda x: str(x.get("path", "")))]
+    return _table(body, [cut(k.upper(), col) for k in order], widths)
+
+
+def _warnings(r: Report) -> str:
+    rows = [[w.analyzer, w.path, w.message] for w in r.warnings[:MAX_WARNINGS]]
+    text = _table(rows, ["Analyzer", "Path", "Message"], [12, -40])
+    if len(r.warnings) > MAX_WARNINGS:
+        text += f"\n… and {len(r.warnings) - MAX_WARNINGS} more warnings (see the JSON report)"
+    return text
+
+
+def render_table(report: Report, packages: bool = False, elf: bool = False) -> str:
+    """The whole terminal report; packages and ELF rows only when asked for."""
+    r = canonical(report)
+    sections = [_summary(r), "Findings by severity\n" + _counts(r)]
+    sections.append("Findings\n" + _findings(r) if r.findings else "No findings.")
+    if packages:
+        sections.append("Packages\n" + (_packages(r) if r.packages else "none found"))
+    if elf and r.facts.get("elf"):
+        sections.append("ELF hardening\n" + _elf(r.facts["elf"]))
+    if r.warnings:
+        sections.append(f"Warnings ({len(r.warnings)})\n" + _warnings(r))
+    return "\n\n".join(sections) + "\n"
+
+
+class TableWriter(Writer):
+    format_name = "table"
+    extension = ".txt"
+
+    def write(self, report: Report, out: TextIO) -> None:
+        out.write(render_table(report, packages=self.options.packages, elf=self.options.elf))
