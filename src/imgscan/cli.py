@@ -373,53 +373,116 @@ def mounts(root: str | None, fmt: str) -> None:
 
 
 # -- scanning ------------------------------------------------------------------------------
+def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by every command that scans (scan, pull --vet, inspect --vet)."""
+    opts = [
+        click.option("--format", "formats", multiple=True, metavar="FORMAT[=FILE]",
+                     help="Report format, repeatable with =FILE: table (default), json, "
+                     "sarif, cyclonedx, spdx, html, atomic."),
+        click.option("--output", "-o", type=click.Path(dir_okay=False),
+                     help="Write the (single, un-named) report here instead of stdout."),
+        click.option("--fail-on", metavar="SEVERITY",
+                     help="Exit 1 when a finding at or above this severity remains "
+                     "(critical, high, medium, low, info; 'none' never fails)."),
+        click.option("--ignore-file", type=click.Path(dir_okay=False),
+                     help="TOML ignore file (default: .imgscanignore when present)."),
+        click.option("--baseline", type=click.Path(dir_okay=False, exists=True),
+                     help="An earlier JSON report: count only findings that are new."),
+        click.option("--policy", type=click.Path(dir_okay=False, exists=True),
+                     help="Policy file (TOML): limits, banned packages, user, size, age, OS."),
+        click.option("--packages", "show_packages", is_flag=True,
+                     help="Table: list packages too."),
+        click.option("--elf", "show_elf", is_flag=True,
+                     help="Table: list per-binary ELF hardening."),
+        click.option("--analyzers", help="Comma-separated analyzer names "
+                     "(see 'imgscan analyzers'; default all)."),
+        click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False,
+                     exists=True), help="Extra secret-rule directory (repeatable)."),
+        click.option("--disable-rule", "disabled_rules", multiple=True, metavar="ID",
+                     help="Switch off a secret rule (repeatable; see 'imgscan rules')."),
+        click.option("--show-secrets", is_flag=True,
+                     help="Print secret values in full (default: redacted)."),
+        click.option("--scan-binaries", is_flag=True,
+                     help="Also look for secrets in binary files."),
+        click.option("--no-hidden", is_flag=True,
+                     help="Do not scan content that later layers deleted or replaced."),
+        click.option("--jobs", type=click.IntRange(1, 64),
+                     help="Worker processes (default: the number of cores)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _scan_options(kw: dict[str, Any]) -> Any:
+    from imgscan.analyzers.interface import ScanOptions
+
+    return ScanOptions(
+        scan_binaries=kw["scan_binaries"],
+        hidden=not kw["no_hidden"],
+        show_secrets=kw["show_secrets"],
+        rule_dirs=tuple(kw["rule_dirs"]),
+        disabled_rules=tuple(kw["disabled_rules"]),
+    )
+
+
+def _analyzer_names(text: str | None) -> list[str] | None:
+    return [a.strip() for a in text.split(",") if a.strip()] if text else None
+
+
+def _gate_and_write(report: Any, kw: dict[str, Any]) -> int:
+    """Filter (ignore, baseline, policy), write every requested report, return the exit
+    code of the gate."""
+    from imgscan import policy as pol
+    from imgscan.reports.interface import WriterOptions, get_writer, plan_outputs, write_file
+
+    plan = plan_outputs(list(kw["formats"]), kw["output"])
+    fail_on = pol.parse_fail_on(kw["fail_on"])
+    ignore_path = kw["ignore_file"] or (".imgscanignore" if os.path.isfile(".imgscanignore")
+                                        else None)
+    outcome = pol.run_gate(
+        report,
+        fail_on=fail_on,
+        ignore=pol.load_ignore_file(ignore_path) if ignore_path else None,
+        baseline=pol.load_baseline(kw["baseline"]) if kw["baseline"] else None,
+        policy=pol.load_policy(kw["policy"]) if kw["policy"] else None,
+    )
+    options = WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"])
+    for spec in plan:
+        if spec.path is None:
+            get_writer(spec.format, options).write(outcome.report, sys.stdout)
+            sys.stdout.flush()
+        else:
+            write_file(outcome.report, spec.format, spec.path, options)
+    if fail_on is not None or kw["policy"]:
+        click.echo(outcome.gate.summary(), err=True)
+    return outcome.exit_code
+
+
 @main.command(epilog=EXIT_CODES)
 @root_option
 @platform_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="Report format.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report here.")
-@click.option("--analyzers", help="Comma-separated analyzer names (see 'imgscan analyzers').")
-@click.option("--jobs", type=click.IntRange(1, 64), help="Worker processes (default: cores).")
+@scan_options
 @click.argument("image")
-def scan(root: str | None, platform: str | None, fmt: str, output: str | None,
-         analyzers: str | None, jobs: int | None, image: str) -> None:
-    """Scan an image for packages and findings.
+def scan(root: str | None, platform: str | None, image: str, **kw: Any) -> None:
+    """Scan an image: packages, secrets, permissions, ELF hardening, configuration.
 
     IMAGE is an image in the store, a reference (imported first and kept for the next scan)
-    or dir:PATH for an unpacked root filesystem.
+    or dir:PATH for an unpacked root filesystem. Nothing of the image is executed.
 
     \b
     Examples:
       imgscan scan localhost/layout:1.0
-      imgscan scan oci:./layout:1.0 --format json -o report.json
-      imgscan scan dir:/srv/rootfs --analyzers dpkg,rpm
+      imgscan scan oci:./layout:1.0 --format json -o report.json --fail-on high
+      imgscan scan app:1.0 --format table --format sarif=app.sarif --format html=app.html
+      imgscan scan dir:/srv/rootfs --analyzers dpkg,rpm --packages
     """
     from imgscan.api import scan as do_scan
 
-    names = [a.strip() for a in analyzers.split(",") if a.strip()] if analyzers else None
     report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
-                     analyzers=names, platform=platform, jobs=jobs)
-    text = _render(report, fmt)
-    if output:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        click.echo(text, nl=False)
-
-
-def _render(report: Any, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(report.to_dict(), indent=2) + "\n"
-    from tabulate import tabulate
-
-    img = report.image
-    lines = [f"Image: {img.name}  {img.id[:19]}  {img.os}/{img.architecture}",
-             f"OS: {report.os.pretty_name if report.os else 'unknown'}", ""]
-    rows = [[p.type, p.name, p.version, p.arch, p.layer.index if p.layer else ""]
-            for p in report.packages]
-    lines.append(tabulate(rows, headers=["TYPE", "NAME", "VERSION", "ARCH", "LAYER"]))
-    return "\n".join(lines) + "\n"
+                     analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
+                     jobs=kw["jobs"], options=_scan_options(kw))
+    sys.exit(_gate_and_write(report, kw))
 
 
 @main.command("analyzers")
