@@ -11,10 +11,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from imagebuild import ImageSpec, Layer, write_oci_layout  # noqa: E402
-
-from imgscan.images.interface import BlobSource, SourceImage  # noqa: E402
-from imgscan.mount.store import Store  # noqa: E402
+from imagebuild import ImageSpec, Layer, write_oci_layout
+from imgscan.images.interface import BlobSource, SourceImage
+from imgscan.mount.store import Store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")

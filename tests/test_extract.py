@@ -8,8 +8,8 @@ import stat
 import tarfile
 
 import pytest
-from imagebuild import OPQ, WH, D, Entry, F, H, L, layer_tar
 
+from imagebuild import OPQ, WH, D, Entry, F, H, L, layer_tar
 from imgscan.analyzers.interface import FileKind
 from imgscan.errors import ImageError, UnsafeLayerError
 from imgscan.mount.extract import ExtractLimits, extract_layer

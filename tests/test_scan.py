@@ -11,8 +11,8 @@ import textwrap
 
 import jsonschema  # noqa: F401  (the schema test below uses it when the schema exists)
 import pytest
-from imagebuild import WH, D, F, L, Layer, layer_tar
 
+from imagebuild import WH, D, F, L, Layer, layer_tar
 from imgscan.analyzers.interface import ScanOptions
 from imgscan.scan import Scanner
 

@@ -6,8 +6,8 @@ import os
 import subprocess
 
 import pytest
-from imagebuild import OPQ, WH, D, F, Layer, layer_tar
 
+from imagebuild import OPQ, WH, D, F, Layer, layer_tar
 from imgscan.errors import DigestMismatch, ImageError, ReferenceError_, StoreError
 from imgscan.mount.store import Store, chain_ids
 

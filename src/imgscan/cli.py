@@ -65,16 +65,39 @@ def root_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def _check_platform(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    parts = value.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise click.BadParameter("expected OS/ARCH[/VARIANT], e.g. linux/arm64/v8")
+    return value
+
+
 def platform_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+    return click.option("--platform", metavar="OS/ARCH[/VARIANT]", callback=_check_platform,
                         help="Image to choose from a multi-platform index (default: the "
                         "host's, e.g. linux/amd64).")(f)
 
 
-def _store(root: str | None) -> Any:
+def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--max-entries", type=click.IntRange(1), default=2_000_000,
+                     show_default=True, help="Refuse a layer with more tar entries.")(f)
+    return click.option("--max-layer-size", type=click.IntRange(1), default=64 << 30,
+                        show_default=True, metavar="BYTES",
+                        help="Refuse a layer whose uncompressed tar is larger.")(f)
+
+
+def _store(root: str | None, max_layer_size: int | None = None,
+           max_entries: int | None = None) -> Any:
+    from imgscan.mount.extract import ExtractLimits
     from imgscan.mount.store import Store
 
-    return Store(root)
+    limits = ExtractLimits()
+    if max_layer_size or max_entries:
+        limits = ExtractLimits(max_bytes=max_layer_size or limits.max_bytes,
+                               max_entries=max_entries or limits.max_entries)
+    return Store(root, limits=limits)
 
 
 @click.group(cls=ImgscanGroup, context_settings={"help_option_names": ["-h", "--help"],
@@ -109,10 +132,12 @@ def main() -> None:
 @main.command()
 @root_option
 @platform_option
+@limit_options
 @click.option("--name", "names", multiple=True, metavar="NAME[:TAG]",
               help="Name the imported image (repeatable); default: the source's own names.")
 @click.argument("ref")
-def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str) -> None:
+def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
+         max_layer_size: int, max_entries: int) -> None:
     """Import an image into the store, verifying every blob and layer digest.
 
     Layers already in the store (shared with other images) are not imported again. On any
@@ -126,7 +151,8 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str)
     """
     from imgscan.api import pull as do_pull
 
-    rec = do_pull(ref, store=_store(root), platform=platform, names=list(names) or None)
+    rec = do_pull(ref, store=_store(root, max_layer_size, max_entries), platform=platform,
+                  names=list(names) or None)
     click.echo(rec.id)
 
 
