@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import pytest
+
 from clihelp import SRC, imgscan, start
 from imagebuild import F, ImageSpec, Layer, layer_tar, write_oci_layout
 

@@ -15,12 +15,12 @@ Third parties register either under the entry-point group ``imgscan.analyzers``.
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar
 
+from imgscan.fileinfo import FileInfo
 from imgscan.model import (
     Finding,
     LayerRef,
@@ -32,49 +32,6 @@ from imgscan.model import (
 
 #: The most any analyzer gets from ``FileInput.read()``; larger files must be streamed.
 DEFAULT_MAX_READ = 64 << 20
-
-
-class FileKind(str, enum.Enum):
-    FILE = "file"
-    DIR = "dir"
-    SYMLINK = "symlink"
-    HARDLINK = "hardlink"
-    CHAR = "char"
-    BLOCK = "block"
-    FIFO = "fifo"
-    WHITEOUT = "whiteout"  # .wh.NAME: deletes NAME of lower layers
-    OPAQUE = "opaque"  # .wh..wh..opq: hides the lower layers' children of its directory
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """One entry's metadata as the layer tar recorded it (not as the disk shows it).
-
-    ``path`` is relative to the image root, without a leading slash (``usr/bin/su``). For a
-    whiteout, ``path`` is the path it deletes; for an opaque marker, the directory. ``mode``
-    holds the permission bits including setuid (0o4000), setgid (0o2000) and sticky (0o1000).
-    ``linkname`` is a symlink's target, or a hard link's target path (relative to the root).
-    """
-
-    path: str
-    kind: FileKind
-    mode: int = 0o644
-    uid: int = 0
-    gid: int = 0
-    size: int = 0
-    linkname: str = ""
-    mtime: int = 0
-    xattrs: Mapping[str, bytes] = field(default_factory=dict)
-    devmajor: int = 0
-    devminor: int = 0
-
-    @property
-    def is_regular(self) -> bool:
-        return self.kind in (FileKind.FILE, FileKind.HARDLINK)
-
-    @property
-    def abspath(self) -> str:
-        return "/" + self.path
 
 
 class FileInput(ABC):

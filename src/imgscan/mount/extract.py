@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from imgscan.analyzers.interface import FileInfo, FileKind
 from imgscan.errors import ImageError, UnsafeLayerError
+from imgscan.fileinfo import FileInfo, FileKind
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import zstandard
 
-from imgscan.analyzers.interface import FileInfo, FileKind
+from imgscan.fileinfo import FileInfo, FileKind
 from imgscan.mount.atomic import write_atomic
 
 INDEX_VERSION = 1
