@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar
 
-from imgscan.fileinfo import FileInfo
+from imgscan.fileinfo import FileInfo, FileKind  # noqa: F401 - re-exported for analyzers
 from imgscan.model import (
     Finding,
     LayerRef,
