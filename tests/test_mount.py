@@ -172,7 +172,8 @@ def as_nobody():
     env = {**os.environ, "PYTHONPATH": SRC, "HOME": work}
 
     def run(*args: str, path: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        return subprocess.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                               "--clear-groups",
                                "--inh-caps=-all", sys.executable, "-m", "imgscan", *args],
                               capture_output=True, text=True, timeout=120,
                               env={**env, "PATH": path or env["PATH"]})
