@@ -147,6 +147,38 @@ class Scanner:
         report.image = ImageSummary(name=f"dir:{path}", source="dir")
         return report
 
+    def scan_config_only(self, image: Any) -> Report:
+        """Pre-pull vetting: run the image-wide analyzers over a view with the config and no
+        files (``SourceImage``; only its manifest and config have been fetched)."""
+        from imgscan.analyzers.view import ConfigOnlyView
+        from imgscan.images.interface import layer_history
+
+        t0 = time.monotonic()
+        history = layer_history(image.config)
+        refs = [LayerRef(lay.index, lay.diff_id, history[i] if i < len(history) else "")
+                for i, lay in enumerate(image.layers)]
+        view = ConfigOnlyView(image.config, refs)
+        report = self._assemble(view, [], image.config, t0, t0, attribute=True, visible={})
+        inner = image.config.get("config") or {}
+        report.image = ImageSummary(
+            name=image.names[0] if image.names else "",
+            id=image.image_id,
+            digest=image.index_digest or image.manifest_digest,
+            os=str(image.config.get("os") or ""),
+            architecture=str(image.config.get("architecture") or ""),
+            variant=str(image.config.get("variant") or ""),
+            created=str(image.config.get("created") or ""),
+            size=sum(lay.size for lay in image.layers),
+            user=str(inner.get("User") or ""),
+            names=tuple(image.names),
+            source="registry-config",
+        )
+        report.layers = [LayerSummary(index=r.index, diff_id=r.diff_id,
+                                      digest=image.layers[r.index].digest or "",
+                                      size=image.layers[r.index].size, created_by=r.created_by)
+                         for r in refs]
+        return report
+
     # -- layers ----------------------------------------------------------------------------
     def _analyze_layer(self, layer: _Layer, dispatcher: Dispatcher, cache: Any) -> None:
         todo = []
