@@ -1,0 +1,302 @@
+"""Layer compression: detect it by magic bytes and decompress as a stream (FORMATS.md §1.6).
+
+Media types lie (docker-archives from containerd, mislabelled layers), so the bytes decide:
+gzip starts ``1f 8b``, zstd ``28 b5 2f fd``, anything else is taken as a plain tar.
+
+Both decompressors bound their output per call, so a small hostile blob cannot make one
+``read`` allocate gigabytes, and both turn every truncation or corruption into an
+``ImageError`` (a zstd stream reader on its own ends silently on truncated input, so the
+frame structure is tracked alongside it).
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from typing import BinaryIO
+
+from imgscan.errors import ImageError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+#: how much compressed input is read at a time
+READ_SIZE = 1 << 20
+#: the most output one inflate call may produce
+MAX_CHUNK = 1 << 20
+#: zstd's own default limit for decoders (ZSTD_WINDOWLOG_LIMIT_DEFAULT = 27)
+ZSTD_MAX_WINDOW = 1 << 27
+
+
+def detect_compression(head: bytes) -> str | None:
+    """``"gzip"``, ``"zstd"`` or None (plain) from the first bytes of a blob."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+def _read_head(raw: BinaryIO, n: int) -> bytes:
+    head = b""
+    while len(head) < n:
+        chunk = raw.read(n - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+class _Prefixed(io.RawIOBase):
+    """Gives back bytes already read from a stream before the rest of it."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n is None or n < 0:
+                data, self._head = self._head + self._raw.read(), b""
+                return data
+            data, self._head = self._head[:n], self._head[n:]
+            return data
+        return self._raw.read(n)
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+class _Decompressed(io.RawIOBase):
+    """Common part of the decompressing readers: a pending output buffer served by ``read``."""
+
+    what = "compressed"
+
+    def __init__(self, raw: BinaryIO, label: str) -> None:
+        self._raw = raw
+        self._label = label
+        self._out = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _produce(self) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = [self._out]
+            self._out = b""
+            while not self._eof:
+                parts.append(self._produce())
+            return b"".join(parts)
+        if n == 0:
+            return b""
+        while not self._out and not self._eof:
+            self._out = self._produce()
+        if len(self._out) <= n:
+            data, self._out = self._out, b""
+            return data
+        data = self._out[:n]
+        self._out = self._out[n:]
+        return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+class GzipReader(_Decompressed):
+    """Streams a (possibly multi-member) gzip; trailing NUL padding is tolerated."""
+
+    def __init__(self, raw: BinaryIO, label: str = "gzip stream") -> None:
+        super().__init__(raw, label)
+        self._d = zlib.decompressobj(wbits=31)
+        self._in = b""  # compressed input not yet given to the decompressor
+        self._member_started = False
+        self._raw_eof = False
+
+    def _fail(self, why: str) -> ImageError:
+        return ImageError(f"{self._label}: truncated or corrupt gzip ({why})")
+
+    def _produce(self) -> bytes:
+        d = self._d
+        if d.unconsumed_tail:
+            src = d.unconsumed_tail
+        elif self._in:
+            src, self._in = self._in, b""
+        else:
+            src = b"" if self._raw_eof else self._raw.read(READ_SIZE)
+            if not src:
+                self._raw_eof = True
+                if self._member_started:
+                    raise self._fail("unexpected end of data")
+                self._eof = True
+                return b""
+        if not self._member_started:
+            # Between members: NUL padding may follow the last one, as gzip(1) allows;
+            # anything else must be the start of another member.
+            stripped = src.lstrip(b"\x00")
+            if not stripped:
+                return b""
+            if stripped[0] != GZIP_MAGIC[0]:
+                raise self._fail("trailing garbage after the last member")
+            src = stripped
+            self._member_started = True
+        try:
+            out = d.decompress(src, MAX_CHUNK)
+        except zlib.error as e:
+            raise self._fail(str(e)) from None
+        if d.eof:
+            self._in = d.unused_data
+            self._d = zlib.decompressobj(wbits=31)
+            self._member_started = False
+        return out
+
+
+class _ZstdFrameTracker(io.RawIOBase):
+    """Passes compressed bytes through while following the zstd frame/block structure.
+
+    Only headers are looked at (three bytes per block of up to 128 KiB), so the cost is tiny;
+    it lets the reader tell a clean end of stream from a truncated one, and reject garbage
+    after the last frame.
+    """
+
+    def __init__(self, raw: BinaryIO, label: str) -> None:
+        self._raw = raw
+        self._label = label
+        self._skip = 0  # payload bytes to pass over before the next header
+        self._hdr = bytearray()
+        self._need = 4  # header bytes wanted for the current state
+        self._state = "magic"
+        self._checksum = False
+        self.frames = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _fail(self, why: str) -> ImageError:
+        return ImageError(f"{self._label}: truncated or corrupt zstd ({why})")
+
+    def _header(self, h: bytes) -> None:
+        st = self._state
+        if st == "magic":
+            magic = int.from_bytes(h, "little")
+            if magic == 0xFD2FB528:
+                self._state, self._need = "fhd", 1
+            elif magic & 0xFFFFFFF0 == 0x184D2A50:
+                self._state, self._need = "skippable", 4
+            else:
+                raise self._fail("data after the last frame is not a zstd frame")
+        elif st == "skippable":
+            self._skip = int.from_bytes(h, "little")
+            self._state, self._need = "magic", 4
+        elif st == "fhd":
+            fhd = h[0]
+            fcs_flag, single, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
+            if fhd & 0x08:
+                raise self._fail("reserved bit set in frame header")
+            self._checksum = bool((fhd >> 2) & 1)
+            fcs = (1 if single else 0, 2, 4, 8)[fcs_flag]
+            self._skip = (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + fcs
+            self._state, self._need = "block", 3
+        elif st == "block":
+            v = int.from_bytes(h, "little")
+            last, btype, bsize = v & 1, (v >> 1) & 3, v >> 3
+            if btype == 3:
+                raise self._fail("reserved block type")
+            self._skip = 1 if btype == 1 else bsize
+            if last:
+                if self._checksum:
+                    self._skip += 4
+                self.frames += 1
+                self._state, self._need = "magic", 4
+            else:
+                self._need = 3
+
+    def _track(self, data: bytes) -> None:
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._skip:
+                take = min(self._skip, n - pos)
+                pos += take
+                self._skip -= take
+                continue
+            take = min(self._need - len(self._hdr), n - pos)
+            self._hdr += data[pos : pos + take]
+            pos += take
+            if len(self._hdr) == self._need:
+                h = bytes(self._hdr)
+                self._hdr.clear()
+                self._header(h)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n if n is not None and n >= 0 else READ_SIZE)
+        if data:
+            self._track(data)
+        elif n != 0:
+            clean = self._state == "magic" and not self._hdr and not self._skip
+            if not clean or not self.frames:
+                raise self._fail("unexpected end of data")
+        return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+class ZstdReader(_Decompressed):
+    """Streams every frame of a zstd blob, with zstd's default window limit."""
+
+    def __init__(self, raw: BinaryIO, label: str = "zstd stream") -> None:
+        import zstandard  # imported here: `imgscan mount` of a gzip image never needs it
+
+        super().__init__(raw, label)
+        self._zstd_error = zstandard.ZstdError
+        self._tracker = _ZstdFrameTracker(raw, label)
+        self._reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
+            self._tracker, read_size=READ_SIZE, read_across_frames=True, closefd=False
+        )
+
+    def _produce(self) -> bytes:
+        try:
+            out = self._reader.read(MAX_CHUNK)
+        except self._zstd_error as e:
+            raise ImageError(f"{self._label}: truncated or corrupt zstd ({e})") from None
+        if not out:
+            self._eof = True
+        return out
+
+
+def open_decompressed(raw: BinaryIO, label: str = "layer") -> BinaryIO:
+    """The uncompressed stream of ``raw`` whatever its compression; closing it closes ``raw``.
+
+    ``label`` names the blob in error messages.
+    """
+    head = _read_head(raw, 4)
+    src = _Prefixed(head, raw)
+    kind = detect_compression(head)
+    if kind == "gzip":
+        return GzipReader(src, label)  # type: ignore[return-value]
+    if kind == "zstd":
+        return ZstdReader(src, label)  # type: ignore[return-value]
+    return src  # type: ignore[return-value]

@@ -1,0 +1,110 @@
+"""File locks shared by every process that uses a store, after containers/storage.
+
+POSIX ``fcntl`` record locks: shared for readers, exclusive for writers. The lock file's
+content is a *last-writer token*, rewritten by every commit, so a long-lived process can tell
+cheaply whether the metadata changed since it last loaded it. fcntl locks belong to a process,
+not a thread, so an in-process lock serialises threads on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+TOKEN_SIZE = 64
+
+
+class StoreLock:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._thread_lock = threading.RLock()
+        self._fd: int | None = None
+        self._depth = 0
+        self._mode = 0
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
+
+    @contextlib.contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
+        with self._thread_lock:
+            fd = self._open()
+            if self._depth == 0:
+                fcntl.lockf(fd, mode)
+                self._mode = mode
+            elif mode == fcntl.LOCK_EX and self._mode != fcntl.LOCK_EX:
+                raise RuntimeError("cannot upgrade a shared store lock to exclusive")
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.lockf(fd, fcntl.LOCK_UN)
+                    self._mode = 0
+
+    def shared(self) -> contextlib.AbstractContextManager[None]:
+        """Hold for reading metadata: any number of readers, no writer."""
+        return self._locked(fcntl.LOCK_SH)
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Hold for committing changes: one writer, no reader."""
+        return self._locked(fcntl.LOCK_EX)
+
+    def token(self) -> bytes:
+        """The last writer's token (empty when nothing was written yet)."""
+        return os.pread(self._open(), TOKEN_SIZE, 0)
+
+    def record_write(self) -> bytes:
+        """Stamp a new token; call under the exclusive lock *before* writing metadata, so a
+        writer killed half-way still makes the others reload."""
+        token = f"{time.time_ns():020d}-{os.getpid():010d}-{uuid.uuid4().hex}".encode()
+        token = token[:TOKEN_SIZE].ljust(TOKEN_SIZE, b" ")
+        os.pwrite(self._open(), token, 0)
+        return token
+
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._fd is not None and self._depth == 0:
+                os.close(self._fd)
+                self._fd = None
+
+
+class OwnerLock:
+    """An exclusive lock that marks a directory as in use by a live process.
+
+    A staging directory carries one: ``store check`` removes a staging directory only when it
+    can take its lock, i.e. when the process that made it is gone (the kernel drops fcntl
+    locks of dead processes).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def is_abandoned(lock_path: str) -> bool:
+    """True when nobody holds the owner lock at ``lock_path`` (or it does not exist)."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -1,0 +1,267 @@
+"""Mount records: which images are mounted where, with a count, shared by all processes.
+
+The records live in the store's ``run/mounts.json`` and change only under the store's
+exclusive lock. A record is never trusted blindly: if its mount point is no longer in
+``/proc/self/mountinfo`` (unmounted from outside, ``umount -l``) or it was written before the
+last boot, it is stale and is dropped (and the image mounted afresh when asked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from imgscan.errors import MountError
+from imgscan.images.digest import hex_of
+from imgscan.mount import overlay
+from imgscan.mount.atomic import write_json_atomic
+
+if TYPE_CHECKING:
+    from imgscan.mount.store import ImageRecord, Problem, Store
+
+DRIVERS = ("auto", "overlay", "fuse-overlayfs")
+
+
+@dataclass
+class MountRecord:
+    image_id: str
+    path: str
+    count: int
+    driver: str
+    boot_id: str
+    managed: bool = True  # the mount point directory was made by imgscan
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+class MountTable:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.file = store.path("run", "mounts.json")
+
+    # -- records (call with the store lock held) -------------------------------------------
+    def _load(self) -> dict[str, MountRecord]:
+        try:
+            with open(self.file) as f:
+                doc = json.load(f)
+            return {k: MountRecord(**v) for k, v in doc.items()}
+        except FileNotFoundError:
+            return {}
+        except (ValueError, TypeError):
+            return {}  # unreadable records: treated as none, mounts are then found as strays
+
+    def _save(self, recs: dict[str, MountRecord]) -> None:
+        self.store.lock.record_write()
+        write_json_atomic(self.file, {k: asdict(v) for k, v in sorted(recs.items())})
+
+    def _is_live(self, rec: MountRecord, mounted: dict[str, str] | None = None) -> bool:
+        mounted = overlay.mounted_paths() if mounted is None else mounted
+        return rec.boot_id == boot_id() and rec.path in mounted
+
+    def record_for(self, image_id: str) -> MountRecord | None:
+        """The live record of an image, or None (a stale one is ignored here and dropped by
+        the next writer)."""
+        rec = self._load().get(image_id)
+        return rec if rec is not None and self._is_live(rec) else None
+
+    def records(self) -> list[MountRecord]:
+        with self.store.lock.shared():
+            mounted = overlay.mounted_paths()
+            return [r for r in self._load().values() if self._is_live(r, mounted)]
+
+    # -- mount and unmount -----------------------------------------------------------------
+    def mount(self, ref: str, mountpoint: str | None = None, driver: str = "auto") -> MountRecord:
+        from imgscan.mount.store import resolve_image
+
+        if driver not in DRIVERS:
+            raise MountError(f"unknown mount driver {driver!r} (one of {', '.join(DRIVERS)})")
+        with self.store.lock.exclusive():
+            meta = self.store.meta()
+            image = resolve_image(meta, ref)
+            recs = self._load()
+            rec = recs.get(image.id)
+            if rec is not None and self._is_live(rec):
+                if mountpoint and os.path.realpath(mountpoint) != rec.path:
+                    raise MountError(f"image {image.short_id} is already mounted at {rec.path}")
+                rec.count += 1
+                self._save(recs)
+                return rec
+            if rec is not None:
+                recs.pop(image.id)
+            path, managed = self._mountpoint(image, mountpoint)
+            used = self._do_mount(image, path, driver, meta)
+            rec = MountRecord(image.id, path, 1, used, boot_id(), managed)
+            recs[image.id] = rec
+            self._save(recs)
+            return rec
+
+    def _mountpoint(self, image: ImageRecord, mountpoint: str | None) -> tuple[str, bool]:
+        if mountpoint:
+            path = os.path.realpath(mountpoint)
+            if not os.path.isdir(path):
+                raise MountError(f"mount point {mountpoint} is not a directory")
+            if path in overlay.mounted_paths():
+                raise MountError(f"something is already mounted at {path}")
+            return path, False
+        path = self.store.path("run", "mnt", hex_of(image.id)[:12])
+        os.makedirs(path, exist_ok=True)
+        return path, True
+
+    def _do_mount(self, image: ImageRecord, path: str, driver: str, meta: object) -> str:
+        layers = [self.store.layer(c) for c in image.layers]
+        lowers = [f"l/{rec.link}" for rec in reversed(layers)]
+        if len(lowers) == 1:
+            empty = self.store.path("run", "empty")
+            os.makedirs(empty, exist_ok=True)
+            lowers.append("run/empty")
+        if len(lowers) > 500:
+            raise MountError(f"image has {len(layers)} layers; overlayfs stacks at most 500")
+        kernel_ok = all(rec.whiteouts == "chardev" for rec in layers)
+        errors = []
+        if driver in ("auto", "overlay"):
+            if not kernel_ok:
+                errors.append("kernel overlay: the layers were imported without root, so "
+                              "their whiteouts are '.wh.' files the kernel does not read")
+            else:
+                try:
+                    overlay.kernel_mount(self.store.root, lowers, path)
+                    return "overlay"
+                except OSError as e:
+                    why = ("needs root (CAP_SYS_ADMIN)" if e.errno == errno.EPERM
+                           else e.strerror)
+                    errors.append(f"kernel overlay: {why}")
+        if driver in ("auto", "fuse-overlayfs"):
+            fuse_problem = _fuse_problem()
+            if fuse_problem:
+                errors.append(f"fuse-overlayfs: {fuse_problem}")
+            else:
+                try:
+                    overlay.fuse_mount(self.store.root, lowers, path)
+                    return "fuse-overlayfs"
+                except (MountError, OSError) as e:
+                    errors.append(f"fuse-overlayfs: {e}")
+        self._cleanup_mountpoint(path)
+        raise MountError(
+            f"cannot mount image {image.short_id}: " + "; ".join(errors)
+            + ". Run as root for a kernel overlay mount, or give this user fuse-overlayfs with "
+            "access to /dev/fuse. 'imgscan scan' works without any mount."
+        )
+
+    def _cleanup_mountpoint(self, path: str) -> None:
+        if path.startswith(self.store.path("run", "mnt") + os.sep):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+
+    def unmount(self, ref_or_path: str, force: bool = False) -> MountRecord | None:
+        """Decrement the count of an image's mount; unmount at zero (``force``: now).
+        Returns the record as it is after the call (count 0 when unmounted)."""
+        from imgscan.mount.store import resolve_image
+
+        with self.store.lock.exclusive():
+            recs = self._load()
+            target = os.path.realpath(ref_or_path) if os.path.isabs(ref_or_path) or \
+                os.path.isdir(ref_or_path) else None
+            image_id = None
+            if target:
+                image_id = next((k for k, r in recs.items() if r.path == target), None)
+            if image_id is None:
+                try:
+                    image_id = resolve_image(self.store.meta(), ref_or_path).id
+                except Exception:
+                    raise MountError(f"{ref_or_path} is not a mounted image or mount point") \
+                        from None
+            return self._unmount_id(recs, image_id, force)
+
+    def unmount_locked(self, image_id: str, force: bool) -> None:
+        """For callers that already hold the exclusive lock (``rmi --force``)."""
+        self._unmount_id(self._load(), image_id, force)
+
+    def _unmount_id(self, recs: dict[str, MountRecord], image_id: str,
+                    force: bool) -> MountRecord | None:
+        rec = recs.get(image_id)
+        if rec is None:
+            raise MountError(f"image {hex_of(image_id)[:12]} is not mounted")
+        if not self._is_live(rec):
+            recs.pop(image_id)
+            self._save(recs)
+            self._cleanup_mountpoint(rec.path)
+            rec.count = 0
+            return rec
+        if rec.count > 1 and not force:
+            rec.count -= 1
+            self._save(recs)
+            return rec
+        try:
+            overlay.unmount(rec.path, detach=False)
+        except OSError as e:
+            if e.errno == errno.EBUSY and force:
+                overlay.unmount(rec.path, detach=True)
+            elif e.errno == errno.EBUSY:
+                raise MountError(f"{rec.path} is busy (a process uses it); close it or use "
+                                 "--force to detach it now") from None
+            elif e.errno != errno.EINVAL:  # EINVAL: not mounted any more
+                raise MountError(f"cannot unmount {rec.path}: {e.strerror}") from None
+        recs.pop(image_id)
+        self._save(recs)
+        if rec.managed:
+            self._cleanup_mountpoint(rec.path)
+        rec.count = 0
+        return rec
+
+    # -- repair ----------------------------------------------------------------------------
+    def check_locked(self, repair: bool) -> list[Problem]:
+        from imgscan.mount.store import Problem
+
+        problems = []
+        recs = self._load()
+        mounted = overlay.mounted_paths()
+        changed = False
+        for image_id, rec in list(recs.items()):
+            if image_id not in self.store.meta().images:
+                problems.append(Problem("mount-of-unknown-image", rec.path,
+                                        "mount record of an image not in the store"))
+                if repair:
+                    if rec.path in mounted:
+                        with contextlib.suppress(OSError):
+                            overlay.unmount(rec.path, detach=True)
+                    recs.pop(image_id)
+                    changed = True
+            elif not self._is_live(rec, mounted):
+                problems.append(Problem("stale-mount-record", rec.path,
+                                        "mount record whose mount is gone"))
+                if repair:
+                    recs.pop(image_id)
+                    self._cleanup_mountpoint(rec.path)
+                    changed = True
+        known = {r.path for r in recs.values()}
+        mnt_root = self.store.path("run", "mnt")
+        for mp in sorted(mounted):
+            if mp.startswith(mnt_root + os.sep) and mp not in known:
+                problems.append(Problem("stray-mount", mp, "mounted, but no record knows it"))
+                if repair:
+                    with contextlib.suppress(OSError):
+                        overlay.unmount(mp, detach=True)
+                    self._cleanup_mountpoint(mp)
+        if changed:
+            self._save(recs)
+        return problems
+
+
+def _fuse_problem() -> str:
+    import shutil
+
+    if shutil.which("fuse-overlayfs") is None:
+        return "not installed"
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return "/dev/fuse is not accessible to this user"
+    return ""
