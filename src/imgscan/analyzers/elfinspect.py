@@ -44,8 +44,7 @@ CANARY_MARKERS = (b"__stack_chk_fail", b"__stack_chk_guard", b"__intel_security_
 
 #: glibc's ``__<name>_chk`` functions (2.36 plus the 2.38 strlcpy family), as plain names. A
 #: superset is enough: the post step intersects with what the image's own libc exports.
-GLIBC_FORTIFIABLE = frozenset(
-    """asprintf confstr dprintf explicit_bzero fdelt fgets fgets_unlocked fgetws
+_GLIBC_CHK_BASES = """asprintf confstr dprintf explicit_bzero fdelt fgets fgets_unlocked fgetws
     fgetws_unlocked fprintf fread fread_unlocked fwprintf getcwd getdomainname getgroups
     gethostname getlogin_r gets getwd longjmp mbsnrtowcs mbsrtowcs mbstowcs memcpy memmove
     mempcpy memset obstack_printf obstack_vprintf poll ppoll pread64 pread printf ptsname_r
@@ -53,8 +52,8 @@ GLIBC_FORTIFIABLE = frozenset(
     strcpy strncat strncpy swprintf syslog ttyname_r vasprintf vdprintf vfprintf vfwprintf
     vprintf vsnprintf vsprintf vswprintf vsyslog vwprintf wcpcpy wcpncpy wcrtomb wcscat
     wcscpy wcsncat wcsncpy wcsnrtombs wcsrtombs wcstombs wctomb wmemcpy wmemmove wmempcpy
-    wmemset wprintf strlcpy strlcat wcslcpy wcslcat""".split()
-)
+    wmemset wprintf strlcpy strlcat wcslcpy wcslcat"""
+GLIBC_FORTIFIABLE = frozenset(_GLIBC_CHK_BASES.split())
 
 #: sections only the Go toolchain writes
 GO_SECTIONS = frozenset({".go.buildinfo", ".gopclntab", ".note.go.buildid", ".gosymtab"})
@@ -264,10 +263,8 @@ def _inspect(stream: BinaryIO) -> dict[str, Any]:
     if not has_phdrs:
         relro = nx = "n/a"
     else:
-        if gnu_relro:
-            relro = "full" if bind_now else "partial"
-        else:
-            relro = "n/a" if static else "no"
+        relro = ("full" if bind_now else "partial") if gnu_relro else (
+            "n/a" if static else "no")
         nx = "yes" if gnu_stack_flags is not None and not gnu_stack_flags & _PF_X else "no"
 
     if is_go:
