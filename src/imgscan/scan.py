@@ -234,6 +234,7 @@ class Scanner:
         packages = [replace(p, purl=p.purl or package_purl(p, os_info)) for p in packages]
         t2 = time.monotonic()
         for post in self.post_analyzers:
+            post.facts = {k: merged.facts[k] for k in post.facts_wanted if k in merged.facts}
             try:
                 r = post.post_analyze(view, packages, os_info)
             except Exception as e:
@@ -243,6 +244,7 @@ class Scanner:
             merged.warnings.extend(r.warnings)
             for k, rows in r.facts.items():
                 merged.facts.setdefault(k, []).extend(rows)
+        _apply_fact_updates(merged.facts)
         findings = _dedupe([f.with_id() for f in merged.findings])
         t3 = time.monotonic()
         return Report(
@@ -337,6 +339,19 @@ class Scanner:
                 packages_added=sum(1 for p in packages if p.layer and p.layer.index == i),
             ))
         return out
+
+
+#: fact tables that complete another table row by row (matched on "path")
+FACT_UPDATES = {"elf-fortify": "elf"}
+
+
+def _apply_fact_updates(facts: dict[str, list[dict[str, Any]]]) -> None:
+    for update, target in FACT_UPDATES.items():
+        rows = facts.pop(update, None)
+        if not rows or target not in facts:
+            continue
+        by_path = {r.get("path"): r for r in rows}
+        facts[target] = [{**r, **by_path.get(r.get("path"), {})} for r in facts[target]]
 
 
 def _deletes(layer: _Layer, path: str) -> bool:
