@@ -121,12 +121,15 @@ def placeholder_reason(secret: bytes) -> tuple[str, str] | None:
     ``("info", why)`` for documentation-style example values; None for a candidate."""
     if _TEMPLATE.search(secret):
         return ("drop", "template variable")
+    if len(secret) >= 6 and len(set(secret)) <= 2:
+        return ("drop", "repeated characters")
+    if len(secret) > 100:
+        # long random bodies (keys, JWTs) contain any short word by chance
+        return None
     low = secret.lower()
     for w in _PLACEHOLDER_WORDS:
         if w in low:
             return ("drop", "placeholder value")
-    if len(secret) >= 6 and len(set(secret)) <= 2:
-        return ("drop", "repeated characters")
     for w in _EXAMPLE_WORDS:
         if w in low:
             return ("info", "documentation example value")

@@ -22,7 +22,8 @@ def redact(value: str | bytes) -> str:
     """``AKIA****…(20 chars)``: first characters, a mask, and the length."""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     n = len(text)
-    prefix = "".join(c if c.isprintable() else "?" for c in text[: shown_prefix(n)])
+    shown = text.lstrip()[: shown_prefix(n)]  # a PEM body may start with a newline
+    prefix = "".join(c if c.isprintable() else "?" for c in shown)
     return f"{prefix}{MASK}({n} chars)"
 
 

@@ -16,10 +16,9 @@ this check is still bounded by the window size.
 from __future__ import annotations
 
 import re
+from re import _constants as C
+from re import _parser as P
 from typing import Any
-
-from re import _constants as C  # noqa: N812  (the stdlib's own name for these)
-from re import _parser as P  # noqa: N812
 
 #: a bounded repeat above this many iterations is treated as unbounded
 LARGE = 1000
@@ -139,8 +138,8 @@ _CATS = {
     C.CATEGORY_NOT_DIGIT: lambda b: not 48 <= b <= 57,
     C.CATEGORY_SPACE: lambda b: b in b" \t\n\r\f\v",
     C.CATEGORY_NOT_SPACE: lambda b: b not in b" \t\n\r\f\v",
-    C.CATEGORY_WORD: lambda b: chr(b).isalnum() and b < 128 or b == 95,
-    C.CATEGORY_NOT_WORD: lambda b: not (chr(b).isalnum() and b < 128 or b == 95),
+    C.CATEGORY_WORD: lambda b: (chr(b).isalnum() and b < 128) or b == 95,
+    C.CATEGORY_NOT_WORD: lambda b: not ((chr(b).isalnum() and b < 128) or b == 95),
 }
 
 
