@@ -107,6 +107,47 @@ def test_many_secrets_across_chunks_each_once(rules) -> None:
     assert sorted(m.secret.decode() for m in found) == sorted(toks)
 
 
+BACKENDS = ["hyperscan", "pyahocorasick"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prefilter_backends_agree(rules, backend: str) -> None:
+    """Both keyword backends report the same hits, case-insensitively and overlapping,
+    compared with a plain find() over the lower-cased text."""
+    from imgscan.secrets.prefilter import build
+
+    kws: dict[str, list[int]] = {}
+    for i, r in enumerate(rules.rules):
+        for k in r.keywords:
+            kws.setdefault(k, []).append(i)
+    rng = random.Random(5)
+    parts = []
+    for k in sorted(kws) * 3:
+        parts.append(filler(rng.randrange(5, 80), seed=rng.randrange(99)))
+        parts.append("".join(c.upper() if rng.random() < 0.5 else c for c in k).encode())
+    buf = b"".join(parts) + b"\xff\xfe\x00"
+    low = buf.lower()
+    want = set()
+    for k in kws:
+        kb = k.encode()
+        i = low.find(kb)
+        while i >= 0:
+            want.add((i, i + len(kb)))
+            i = low.find(kb, i + 1)
+    pf = build(kws, backend)
+    assert pf is not None and pf.backend == backend
+    got = pf.hits(buf)
+    assert {(s, e) for s, e, _ in got} == want
+    assert all(tuple(kws[buf[s:e].lower().decode()]) == idx for s, e, idx in got)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_straddle_with_each_backend(rules, backend: str) -> None:
+    sc = SecretScanner(rules, chunk_size=4096, backend=backend)
+    data = filler(4096 - 20) + f" {GH} ".encode() + filler(5000)
+    assert [m.start for m in sc.scan_stream(io.BytesIO(data))] == [data.index(b"ghp_")]
+
+
 # ---------------------------------------------------------------------------- content kinds
 
 

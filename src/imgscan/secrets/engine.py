@@ -2,9 +2,10 @@
 
 How a file is scanned, and why:
 
-1. One Aho-Corasick pass (pyahocorasick) over the lower-cased chunk finds every keyword of
-   every rule at once; a rule whose keywords do not occur costs nothing more. (Trivy spent
-   about half its secret-scan time checking keywords rule by rule; see ANCHORS.md.)
+1. One multi-keyword pass (Hyperscan, or Aho-Corasick via pyahocorasick; ``prefilter.py``)
+   finds every keyword of every rule at once; a rule whose keywords do not occur costs
+   nothing more. (Trivy spent about half its secret-scan time checking keywords rule by
+   rule; see ANCHORS.md.)
 2. Each regex runs only on a bounded window around its keyword hits (the hit's line, capped
    at ``window_before``/``window_after`` bytes). A 100 MB single-line file or a hostile
    regex therefore costs at most the window, never the whole line.
@@ -15,8 +16,8 @@ How a file is scanned, and why:
    length, entropy, allowlists, placeholders (``${VAR}``, ``changeme``), and the downgrades
    that keep documentation values and packaged test material at info with a reason.
 
-Everything works on bytes; the text is decoded as Latin-1 only for the prefilter (one byte
-is one character, so offsets agree and invalid UTF-8 cannot fail).
+Everything works on bytes (regexes are compiled for bytes), so invalid UTF-8 cannot fail and
+offsets and columns are byte offsets.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
-import ahocorasick
-
 from imgscan.model import Severity
+from imgscan.secrets.prefilter import Prefilter, build
 from imgscan.secrets.redact import fingerprint, redact
 from imgscan.secrets.rules import Rule, RuleSet
 
@@ -156,7 +156,7 @@ class SecretScanner:
     for any number of files (the scanner holds no per-file state)."""
 
     def __init__(self, ruleset: RuleSet, scan_binaries: bool = False,
-                 chunk_size: int = CHUNK_SIZE) -> None:
+                 chunk_size: int = CHUNK_SIZE, backend: str | None = None) -> None:
         self.ruleset = ruleset
         self.rules: tuple[Rule, ...] = ruleset.rules
         self.scan_binaries = scan_binaries
@@ -165,21 +165,16 @@ class SecretScanner:
         self.overlap = max(
             (r.window_before + r.window_after for r in self.rules), default=0
         ) + self.max_keyword + 1
-        self._automaton = self._build()
-        self._index = {r.id: i for i, r in enumerate(self.rules)}
-
-    def _build(self) -> ahocorasick.Automaton | None:
         by_kw: dict[str, list[int]] = {}
         for i, r in enumerate(self.rules):
             for k in r.keywords:
                 by_kw.setdefault(k, []).append(i)
-        if not by_kw:
-            return None
-        a = ahocorasick.Automaton()
-        for k, idx in by_kw.items():
-            a.add_word(k, (len(k), tuple(idx)))
-        a.make_automaton()
-        return a
+        self._prefilter: Prefilter | None = build(by_kw, backend)
+        self._index = {r.id: i for i, r in enumerate(self.rules)}
+
+    @property
+    def backend(self) -> str:
+        return self._prefilter.backend if self._prefilter else "none"
 
     # -- public API ------------------------------------------------------------
 
@@ -200,7 +195,7 @@ class SecretScanner:
         if rel and self.ruleset.allowlist.paths.matches(rel):
             return []
         wanted = [i for i, r in enumerate(self.rules) if r.wants_path(rel)]
-        if not wanted or self._automaton is None:
+        if not wanted or self._prefilter is None:
             return []
         st = _FileState(rel, wanted)
         cs = self.chunk_size
@@ -235,19 +230,17 @@ class SecretScanner:
 
     def _scan_chunk(self, st: _FileState, buf: bytes, base: int, line0: int, col0: int,
                     eof: bool) -> None:
-        assert self._automaton is not None
-        text = buf.lower().decode("latin-1")
+        assert self._prefilter is not None
         wanted = set(st.rules)
         windows: dict[int, list[tuple[int, int]]] = {}
         n = len(buf)
         at_start = base == 0
-        for end, (klen, idxs) in self._automaton.iter(text):
-            p = end - klen + 1
+        for p, kend, idxs in self._prefilter.hits(buf):
             for i in idxs:
                 if i not in wanted or i in st.off:
                     continue
                 r = self.rules[i]
-                ws, we = p - r.window_before, end + 1 + r.window_after
+                ws, we = p - r.window_before, kend + r.window_after
                 # handle each hit in the first chunk that holds its whole window
                 if (ws < 0 and not at_start) or (we > n and not eof):
                     continue
@@ -255,7 +248,7 @@ class SecretScanner:
                 if not r.multiline:
                     nl = buf.rfind(b"\n", ws, p)
                     ws = nl + 1 if nl >= 0 else ws
-                    nl = buf.find(b"\n", end + 1, we)
+                    nl = buf.find(b"\n", kend, we)
                     we = nl if nl >= 0 else we
                 windows.setdefault(i, []).append((ws, we))
         for i, spans in windows.items():

@@ -58,10 +58,21 @@ def _scan_batch(root: str, rels: list[str]) -> list[TreeResult]:
 
 
 def walk_files(root: str, max_size: int | None = None,
-               skip: Callable[[str], bool] | None = None) -> Iterator[str]:
-    """Regular files under root (no symlinks followed), as relative paths, in path order."""
-    for dirpath, dirnames, filenames in os.walk(root):
+               skip: Callable[[str], bool] | None = None,
+               include: Sequence[str] = ("",)) -> Iterator[str]:
+    """Regular files under ``root/include[i]`` (no symlinks followed), as paths relative to
+    ``root`` (so path globs such as ``usr/share/doc/**`` apply), in path order."""
+    for sub in include:
+        yield from _walk_one(root, os.path.join(root, sub) if sub else root, max_size, skip)
+
+
+def _walk_one(root: str, top: str, max_size: int | None,
+              skip: Callable[[str], bool] | None) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames.sort()
+        if skip is not None:
+            dirnames[:] = [d for d in dirnames
+                           if not skip(os.path.relpath(os.path.join(dirpath, d), root) + "/")]
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root)
@@ -81,11 +92,14 @@ def walk_files(root: str, max_size: int | None = None,
 def scan_tree(root: str, rule_dirs: Sequence[str] = (), disabled: Sequence[str] = (),
               scan_binaries: bool = False, jobs: int | None = None,
               max_size: int | None = None,
-              skip: Callable[[str], bool] | None = None) -> list[TreeResult]:
-    """Scan every regular file under ``root`` with ``jobs`` processes (default: all cores).
-    Rule errors surface here, before any worker starts."""
+              skip: Callable[[str], bool] | None = None,
+              include: Sequence[str] = ("",)) -> list[TreeResult]:
+    """Scan every regular file under ``root`` (or only its ``include`` subdirectories) with
+    ``jobs`` processes (default: all cores). ``skip(rel)`` prunes files and directories
+    (directories are passed with a trailing slash). Rule errors surface here, before any
+    worker starts."""
     load_rules(rule_dirs, disabled)  # fail fast with a RuleError in the caller's process
-    rels = list(walk_files(root, max_size, skip))
+    rels = list(walk_files(root, max_size, skip, include))
     batches = [rels[i : i + BATCH] for i in range(0, len(rels), BATCH)]
     jobs = jobs or os.cpu_count() or 1
     results: list[TreeResult] = []
