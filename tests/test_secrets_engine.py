@@ -527,3 +527,19 @@ def test_file_modes_do_not_matter(tmp_path: Path) -> None:
     os.chmod(p, 0)
     res = run_analyzer(SecretsAnalyzer(), str(tmp_path))  # root reads it anyway
     assert [f.rule_id for f in res.findings] == (["github-pat"] if os.geteuid() == 0 else [])
+
+
+def test_evidence_redacts_other_secrets_in_its_context(scanner) -> None:
+    """The twilio key rule's match spans back to the word 'twilio'; an auth token between
+    them must not appear in the key's evidence."""
+    tok = rnd(32, "0123456789abcdef", seed=21)
+    key = "SK" + rnd(32, "0123456789abcdef", seed=22)
+    text = f"twilio_auth_token = {tok}\nTWILIO_API_KEY: {key}\n"
+    found = scanner.scan_bytes(text.encode(), "srv/app/twilio.yml")
+    assert sorted(m.rule_id for m in found) == ["twilio-api-key", "twilio-auth-token"]
+    for m in found:
+        ev = m.evidence()
+        assert tok not in ev and key not in ev
+    (k,) = [m for m in found if m.rule_id == "twilio-api-key"]
+    assert redact(tok) in k.evidence() or "twilio" not in k.evidence()[:60]
+    assert key in k.evidence(show=True)

@@ -63,6 +63,8 @@ class Match:
     secret_offset: int = 0  # where the secret starts inside ``context``
     reason: str = ""  # why the severity was lowered to info
     parts: tuple[Match, ...] = ()  # the matches a pair was built from
+    #: other secrets inside ``context`` as (offset, length): redacted in the evidence too
+    masks: tuple[tuple[int, int], ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -74,17 +76,32 @@ class Match:
         """The match in context with the secret redacted (or in full when ``show``)."""
         if self.parts:
             return " + ".join(p.evidence(show) for p in self.parts)
-        shown = self.secret.decode("utf-8", "replace") if show else redact(self.secret)
         ctx = self.context
         i, j = self.secret_offset, self.secret_offset + len(self.secret)
         if not ctx or ctx[i:j] != self.secret:
-            return shown
-        before = _printable(ctx[:i][-60:])
-        after = _printable(ctx[j:][:40])
-        return f"{before}{shown}{after}"
+            return _render(self.secret, show)
+        before, after = [], []
+        pos = 0
+        # every other detected secret in the context is rendered like this one
+        for off, n in sorted([*self.masks, (i, j - i)]):
+            if off < pos or off + n > len(ctx):
+                continue
+            side = before if off < i else after
+            if off != i:
+                side.append(_printable(ctx[pos:off]) if off > pos else "")
+                side.append(_render(ctx[off : off + n], show))
+            else:
+                before.append(_printable(ctx[pos:off]))
+            pos = off + n
+        after.append(_printable(ctx[pos:]))
+        return f"{''.join(before)[-60:]}{_render(self.secret, show)}{''.join(after)[:40]}"
 
     def __str__(self) -> str:  # never the raw secret, even by accident
         return f"{self.rule_id} at {self.line}:{self.column}: {self.evidence()}"
+
+
+def _render(secret: bytes, show: bool) -> str:
+    return _printable(secret) if show else redact(secret)
 
 
 def _printable(b: bytes) -> str:
@@ -319,6 +336,7 @@ class SecretScanner:
 
     def _finish(self, st: _FileState) -> list[Match]:
         matches = _drop_overlaps(st.matches, self._index)
+        matches = [_with_masks(m, st.matches) for m in matches]
         matches = self._pairs(matches)
         return sorted(matches, key=lambda m: (m.start, m.rule_id))
 
@@ -349,6 +367,20 @@ class SecretScanner:
                     context=b"", parts=(a, best),
                 ))
         return out
+
+
+def _with_masks(m: Match, found: list[Match]) -> Match:
+    """Note where other secrets sit inside this match's context (the twilio rule's context
+    may span the auth-token line before the key), so the evidence redacts them too."""
+    c0 = m.start - m.secret_offset
+    c1 = c0 + len(m.context)
+    masks = tuple(
+        (max(o.start, c0) - c0, min(o.end, c1) - max(o.start, c0))
+        for o in found
+        if o.start < c1 and c0 < o.end and not (o.start == m.start and o.end == m.end)
+        and not (o.start >= m.start and o.end <= m.end)
+    )
+    return replace(m, masks=masks) if masks else m
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
