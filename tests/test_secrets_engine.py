@@ -543,3 +543,28 @@ def test_evidence_redacts_other_secrets_in_its_context(scanner) -> None:
     (k,) = [m for m in found if m.rule_id == "twilio-api-key"]
     assert redact(tok) in k.evidence() or "twilio" not in k.evidence()[:60]
     assert key in k.evidence(show=True)
+
+
+def test_rule_time_budget_switches_a_rule_off(rules, monkeypatch) -> None:
+    import imgscan.secrets.engine as engine
+
+    monkeypatch.setattr(engine, "RULE_TIME_BUDGET", -1.0)
+    warnings: list[str] = []
+    text = f"a={GH}\n" + "x\n" * 10 + f"b=ghp_{rnd(36, seed=31)}\n"
+    found = SecretScanner(rules).scan_bytes(text.encode(), "x", warnings)
+    assert len(found) == 1  # the first window ran, then the rule was stopped for this file
+    assert any("github-pat" in w and "stopped" in w for w in warnings)
+    assert all("ghp_" not in w for w in warnings)
+
+
+def test_many_dropped_candidates_keep_memory_flat(rules) -> None:
+    """Placeholders are dropped, not counted: the per-file state must not grow with them."""
+    line = b'password = "changeme-placeholder-value"\n'
+    data = line * ((768 << 10) // len(line))
+    sc = SecretScanner(rules, chunk_size=64 << 10)
+    tracemalloc.start()
+    found = sc.scan_stream(io.BytesIO(data), "srv/app.conf")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert found == []
+    assert peak < 2 << 20, f"peak {peak / 2**20:.1f} MiB"

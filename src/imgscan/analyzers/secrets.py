@@ -15,6 +15,7 @@ Options (``ScanOptions``): ``rule_dirs`` (``--rules``), ``disabled_rules``
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Sequence
 from typing import Any
@@ -56,8 +57,14 @@ _SKIP_DIRS = ("usr/share/locale/", "usr/share/zoneinfo/", "usr/share/icons/",
               "usr/lib/locale/", "proc/", "sys/", "dev/")
 
 
+@functools.lru_cache(maxsize=8)
+def _rules_for(rule_dirs: tuple[str, ...], disabled: tuple[str, ...]) -> RuleSet:
+    return load_rules(rule_dirs, disabled)
+
+
 def _cached_rules(options: ScanOptions) -> RuleSet:
-    return load_rules(options.rule_dirs, options.disabled_rules)
+    """Both analyzers (and every worker's copy) share one load per option set (~0.1 s)."""
+    return _rules_for(tuple(options.rule_dirs), tuple(options.disabled_rules))
 
 
 class _RulesMixin:

@@ -239,6 +239,9 @@ class SecretScanner:
                 col0 += len(dropped)
             base += len(dropped)
             cur = keep + nxt
+            # matches starting before the new chunk can never be found again: forget them,
+            # so a file of a million placeholders does not grow this set
+            st.seen = {k for k in st.seen if k[1] >= base}
         if warnings is not None:
             warnings.extend(st.warnings)
         return self._finish(st)

@@ -87,4 +87,7 @@ def build(keywords: Mapping[str, Sequence[int]], backend: str | None = None) -> 
         except ImportError:
             if want == "hyperscan":
                 raise
+        except Exception:  # a keyword Hyperscan cannot compile: the portable backend can
+            if want == "hyperscan":
+                raise
     return AhoCorasickPrefilter(keywords)
