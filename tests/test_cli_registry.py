@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+
 import registry_fixtures as rf
 from clihelp import imgscan
 from imagebuild import D, F, ImageSpec, Layer, layer_tar, write_oci_layout

@@ -151,6 +151,8 @@ def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Also look for secrets in binary files."),
         click.option("--no-hidden", is_flag=True,
                      help="Do not scan content that later layers deleted or replaced."),
+        click.option("--max-age-days", type=click.IntRange(1), default=365,
+                     show_default=True, help="Report images older than this."),
         click.option("--jobs", type=click.IntRange(1, 64),
                      help="Worker processes (default: the number of cores)."),
     ]
@@ -160,14 +162,19 @@ def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _scan_options(kw: dict[str, Any]) -> Any:
+    """ScanOptions from the command line; secret rules are loaded now so that a bad rule
+    file is a usage error (exit 2) before anything is pulled or scanned."""
     from imgscan.analyzers.interface import ScanOptions
+    from imgscan.secrets.rules import load_rules
 
+    load_rules(tuple(kw["rule_dirs"]), tuple(kw["disabled_rules"]))
     return ScanOptions(
         scan_binaries=kw["scan_binaries"],
         hidden=not kw["no_hidden"],
         show_secrets=kw["show_secrets"],
         rule_dirs=tuple(kw["rule_dirs"]),
         disabled_rules=tuple(kw["disabled_rules"]),
+        extra={"max_age_days": kw["max_age_days"]},
     )
 
 
@@ -599,6 +606,31 @@ def tags(repository: str, fmt: str, **kw: Any) -> None:
 
     found = list_tags(repository[len("docker://"):], **_registry_opts(kw))
     click.echo(json.dumps(found, indent=2) if fmt == "json" else "\n".join(found))
+
+
+@main.command()
+@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False,
+              exists=True), help="Extra rule directory (repeatable).")
+@click.option("--disable-rule", "disabled_rules", multiple=True, metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def rules(rule_dirs: Sequence[str], disabled_rules: Sequence[str], fmt: str) -> None:
+    """List the secret rules: built-in ones and those of --rules directories.
+
+    \b
+    Example:
+      imgscan rules --rules ./my-rules --disable-rule generic-password
+    """
+    from imgscan.secrets.rules import load_rules
+
+    rows = load_rules(tuple(rule_dirs), tuple(disabled_rules)).listing()
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from tabulate import tabulate
+
+    click.echo(tabulate([[r["id"], r["severity"], r["title"], r["source"]] for r in rows],
+                        headers=["ID", "SEVERITY", "TITLE", "SOURCE"]))
 
 
 @main.command("analyzers")
