@@ -283,8 +283,10 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
     source_opts = _source_opts(ref, kw)
     store = _store(root, max_layer_size, max_entries)
     if not vet:
-        scan_only = {k for k, v in kw.items() if v not in (None, False, (), "")}
-        if scan_only:
+        ctx = click.get_current_context()
+        given = [k for k in kw if ctx.get_parameter_source(k) not in
+                 (click.core.ParameterSource.DEFAULT, None)]
+        if given:
             raise click.UsageError("scan options such as --fail-on need --vet")
         rec = api.pull(ref, store=store, platform=platform, names=list(names) or None,
                        **source_opts)
