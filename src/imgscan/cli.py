@@ -655,6 +655,8 @@ def _scan_all(root: str | None, output_dir: str | None, kw: dict[str, Any]) -> i
     formats = [f.split("=", 1)[0] for f in kw["formats"]] or ["json"]
     if any("=" in f for f in kw["formats"]) or kw["output"]:
         raise click.UsageError("with --all, give formats without =FILE and use --output-dir")
+    kw = {**kw, "formats": (), "output": None}
+    _prepare_gate(kw)
     out_dir = output_dir or "."
     os.makedirs(out_dir, exist_ok=True)
     store = _store(root)
@@ -694,6 +696,8 @@ def _scan_atomic(scanin: str, scanout: str, kw: dict[str, Any]) -> int:
     from imgscan.scan import Scanner
 
     _registry_opts(kw)
+    kw = {**kw, "formats": (), "output": None}
+    _prepare_gate(kw)
     options = _scan_options(kw)
     worst = 0
     for name in sorted(os.listdir(scanin)):
