@@ -11,7 +11,6 @@ import sys
 
 from clihelp import SRC, imgscan
 from imagebuild import D, F, ImageSpec, Layer, layer_tar, write_oci_layout
-
 from imgscan.reports import validate_report
 
 
