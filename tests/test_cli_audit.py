@@ -113,3 +113,23 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
     os.close(leader)
     assert p.returncode == 0
     assert b"scanning" in b"".join(chunks) and prog.DELAY == 1.0
+
+
+def test_reports_into_dev_null_or_a_fifo_leave_the_special_file_alone(tmp_path):
+    import stat
+    import threading
+
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    r = imgscan("scan", f"dir:{root}", "--format", "json", "-o", "/dev/null")
+    assert r.code == 0, r.err
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    reader.start()
+    r = imgscan("scan", f"dir:{root}", "--format", f"json={fifo}")
+    reader.join(30)
+    assert r.code == 0 and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    validate_report(json.loads(got[0]))
