@@ -90,6 +90,7 @@ class _Decompressed(io.RawIOBase):
         self._raw = raw
         self._label = label
         self._out = b""
+        self._pos = 0  # served up to here: small reads never copy the rest of the chunk
         self._eof = False
 
     def readable(self) -> bool:
@@ -100,21 +101,21 @@ class _Decompressed(io.RawIOBase):
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            parts = [self._out]
-            self._out = b""
+            parts = [self._out[self._pos:]]
+            self._out, self._pos = b"", 0
             while not self._eof:
                 parts.append(self._produce())
             return b"".join(parts)
         if n == 0:
             return b""
-        while not self._out and not self._eof:
-            self._out = self._produce()
-        if len(self._out) <= n:
+        while self._pos >= len(self._out) and not self._eof:
+            self._out, self._pos = self._produce(), 0
+        start = self._pos
+        if start == 0 and len(self._out) <= n:
             data, self._out = self._out, b""
             return data
-        data = self._out[:n]
-        self._out = self._out[n:]
-        return data
+        self._pos = min(start + n, len(self._out))
+        return self._out[start:self._pos]
 
     def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buf))
