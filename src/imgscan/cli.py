@@ -228,7 +228,7 @@ def _gate_and_write(report: Any, kw: dict[str, Any],
 
 def _store(root: str | None, max_layer_size: int | None = None,
            max_entries: int | None = None) -> Any:
-    from imgscan.mount.extract import ExtractLimits
+    from imgscan.mount.limits import ExtractLimits
     from imgscan.mount.store import Store
 
     limits = ExtractLimits()

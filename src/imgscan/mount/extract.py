@@ -33,21 +33,13 @@ from typing import BinaryIO
 
 from imgscan.errors import ImageError, UnsafeLayerError
 from imgscan.fileinfo import FileInfo, FileKind
+from imgscan.mount.limits import ExtractLimits
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _DROPPED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "user.containers.")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _COPY_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class ExtractLimits:
-    """Caps against decompression bombs and hostile tars; configurable per store."""
-
-    max_bytes: int = 64 << 30  # uncompressed tar bytes per layer
-    max_entries: int = 2_000_000
-    max_path: int = 4096
 
 
 @dataclass

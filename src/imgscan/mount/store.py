@@ -30,16 +30,17 @@ import shutil
 import stat
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgscan.errors import ImageError, ImageInUseError, ReferenceError_, StoreError
-from imgscan.images.digest import HashingReader, hex_of
-from imgscan.images.interface import LayerInfo, SourceImage
+from imgscan.images.digest import hex_of
 from imgscan.mount.atomic import write_atomic, write_json_atomic
-from imgscan.mount.extract import ExtractLimits, extract_layer
+from imgscan.mount.limits import ExtractLimits
 from imgscan.mount.lock import OwnerLock, StoreLock, is_abandoned
+
+if TYPE_CHECKING:  # imported lazily: `imgscan mount` needs none of the import machinery
+    from imgscan.images.interface import LayerInfo, SourceImage
 
 STORE_VERSION = 1
 SHORT_ID_LEN = 10
@@ -372,6 +373,8 @@ class Store:
             chain, layer = item
             return chain, self._stage_layer(img, staging, chain, layer, parents[chain])
 
+        from concurrent.futures import ThreadPoolExecutor
+
         from imgscan.progress import Progress
 
         with Progress("importing layers", len(todo)) as bar:
@@ -392,6 +395,8 @@ class Store:
     def _stage_layer(self, img: SourceImage, staging: str, chain: str, layer: LayerInfo,
                      parent: str | None) -> LayerRecord:
         from imgscan.images.compression import open_decompressed
+        from imgscan.images.digest import HashingReader
+        from imgscan.mount.extract import extract_layer
         from imgscan.mount.layerindex import save_index
 
         ldir = os.path.join(staging, hex_of(chain))
