@@ -20,7 +20,11 @@ class FileKind(str, enum.Enum):
     OPAQUE = "opaque"  # .wh..wh..opq: hides the lower layers' children of its directory
 
 
-@dataclass(frozen=True)
+#: shared by every entry without xattrs (most of them); never mutated
+_NO_XATTRS: Mapping[str, bytes] = {}
+
+
+@dataclass(frozen=True, slots=True)
 class FileInfo:
     """One entry's metadata as the layer tar recorded it (not as the disk shows it).
 
@@ -38,7 +42,7 @@ class FileInfo:
     size: int = 0
     linkname: str = ""
     mtime: int = 0
-    xattrs: Mapping[str, bytes] = field(default_factory=dict)
+    xattrs: Mapping[str, bytes] = field(default_factory=lambda: _NO_XATTRS)
     devmajor: int = 0
     devminor: int = 0
 

@@ -51,7 +51,7 @@ def info_from_stat(relpath: str, st: os.stat_result, linkname: str = "",
         size=st.st_size if kind == FileKind.FILE else 0,
         linkname=linkname,
         mtime=int(st.st_mtime),
-        xattrs=dict(xattrs or {}),
+        **({"xattrs": dict(xattrs)} if xattrs else {}),
         devmajor=os.major(dev) if dev else 0,
         devminor=os.minor(dev) if dev else 0,
     )

@@ -30,6 +30,9 @@ def _encode(info: FileInfo) -> list[object]:
 
 def _decode(row: list) -> FileInfo:
     path, kind, mode, uid, gid, size, linkname, mtime, xattrs, major, minor = row
+    if not xattrs:  # the common case: share the default empty mapping
+        return FileInfo(path, _KINDS[kind], mode, uid, gid, size, linkname, mtime,
+                        devmajor=major, devminor=minor)
     return FileInfo(
         path=path,
         kind=_KINDS[kind],
@@ -39,7 +42,7 @@ def _decode(row: list) -> FileInfo:
         size=size,
         linkname=linkname,
         mtime=mtime,
-        xattrs={k: base64.b64decode(v) for k, v in xattrs.items()} if xattrs else {},
+        xattrs={k: base64.b64decode(v) for k, v in xattrs.items()},
         devmajor=major,
         devminor=minor,
     )
