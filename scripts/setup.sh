@@ -11,7 +11,7 @@ APT_PACKAGES=(
   skopeo umoci docker-registry apache2-utils
   fuse-overlayfs fuse3
   rpm golang-go gcc libc6-dev binutils
-  checksec chromium zstd gzip
+  checksec libcap2-bin chromium zstd gzip
 )
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 

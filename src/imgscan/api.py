@@ -109,3 +109,40 @@ def stored_image(store: Any, image: Any) -> SourceImage:
     return SourceImage(StoredConfigSource(store.raw_config(image), image.id),
                        store.raw_manifest(image), image.manifest_digest, names=image.names,
                        index_digest=image.index_digest)
+
+
+def vetted_pull(ref: str, store: Any, decide: Any, *, platform: str | Platform | None = None,
+                names: Sequence[str] | None = None, analyzers: Sequence[str] | None = None,
+                options: Any = None, jobs: int | None = None,
+                **registry_opts: Any) -> tuple[Any, Report, int]:
+    """Pull into a quarantine inside the store, scan there, and move the image into the
+    store only if ``decide(report) -> exit code`` returns 0. Returns (record or None,
+    report, exit code). Whatever happens, nothing but a passing image enters the store."""
+    from imgscan.scan import Scanner
+
+    image = open_source(ref, platform, **registry_opts)
+    try:
+        with store.quarantine() as q:
+            rec = q.import_image(image, [], source=ref)
+            report = Scanner(analyzers, options, jobs=jobs).scan_image(q, rec)
+            code = decide(report)
+            if code != 0:
+                return None, report, code
+            final = store.adopt(q, rec, names if names is not None else
+                                default_names(ref, image))
+            return final, report, 0
+    finally:
+        image.source.close()
+
+
+def vet_config(ref: str, analyzers: Sequence[str] | None = None, options: Any = None,
+               platform: str | Platform | None = None, **registry_opts: Any) -> Report:
+    """A report from what the manifest and config alone tell (no layer is fetched): the
+    image-wide analyzers that read the config (root user, secrets in Env and history, ...)."""
+    from imgscan.scan import Scanner
+
+    image = open_source(ref, platform, **registry_opts)
+    try:
+        return Scanner(analyzers, options).scan_config_only(image)
+    finally:
+        image.source.close()

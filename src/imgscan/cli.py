@@ -80,12 +80,128 @@ def platform_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         "host's, e.g. linux/amd64).")(f)
 
 
+def registry_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options for docker:// references (ignored by local sources)."""
+    opts = [
+        click.option("--creds", metavar="USER:PASS", envvar="IMGSCAN_CREDS",
+                     help="Registry credentials (else auth files: --authfile, "
+                     "$REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)."),
+        click.option("--authfile", type=click.Path(dir_okay=False),
+                     help="Registry auth file (containers auth.json / docker config.json)."),
+        click.option("--tls-verify", type=click.BOOL, default=True, show_default=True,
+                     metavar="BOOL",
+                     help="Verify registry TLS certificates; false also allows plain HTTP."),
+        click.option("--cert-dir", type=click.Path(file_okay=False, exists=True),
+                     help="Directory of extra CA certificates (*.crt) for registries."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _registry_opts(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop the registry options out of a command's keyword arguments."""
+    out = {k: kw.pop(k) for k in ("creds", "authfile", "tls_verify", "cert_dir")}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _source_opts(ref: str, kw: dict[str, Any]) -> dict[str, Any]:
+    opts = _registry_opts(kw)
+    return opts if ref.startswith("docker://") else {}
+
+
 def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--max-entries", type=click.IntRange(1), default=2_000_000,
                      show_default=True, help="Refuse a layer with more tar entries.")(f)
     return click.option("--max-layer-size", type=click.IntRange(1), default=64 << 30,
                         show_default=True, metavar="BYTES",
                         help="Refuse a layer whose uncompressed tar is larger.")(f)
+
+
+def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by every command that scans (scan, pull --vet, inspect --vet)."""
+    opts = [
+        click.option("--format", "formats", multiple=True, metavar="FORMAT[=FILE]",
+                     help="Report format, repeatable with =FILE: table (default), json, "
+                     "sarif, cyclonedx, spdx, html, atomic."),
+        click.option("--output", "-o", type=click.Path(dir_okay=False),
+                     help="Write the (single, un-named) report here instead of stdout."),
+        click.option("--fail-on", metavar="SEVERITY",
+                     help="Exit 1 when a finding at or above this severity remains "
+                     "(critical, high, medium, low, info; 'none' never fails)."),
+        click.option("--ignore-file", type=click.Path(dir_okay=False),
+                     help="TOML ignore file (default: .imgscanignore when present)."),
+        click.option("--baseline", type=click.Path(dir_okay=False, exists=True),
+                     help="An earlier JSON report: count only findings that are new."),
+        click.option("--policy", type=click.Path(dir_okay=False, exists=True),
+                     help="Policy file (TOML): limits, banned packages, user, size, age, OS."),
+        click.option("--packages", "show_packages", is_flag=True,
+                     help="Table: list packages too."),
+        click.option("--elf", "show_elf", is_flag=True,
+                     help="Table: list per-binary ELF hardening."),
+        click.option("--analyzers", help="Comma-separated analyzer names "
+                     "(see 'imgscan analyzers'; default all)."),
+        click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False,
+                     exists=True), help="Extra secret-rule directory (repeatable)."),
+        click.option("--disable-rule", "disabled_rules", multiple=True, metavar="ID",
+                     help="Switch off a secret rule (repeatable; see 'imgscan rules')."),
+        click.option("--show-secrets", is_flag=True,
+                     help="Print secret values in full (default: redacted)."),
+        click.option("--scan-binaries", is_flag=True,
+                     help="Also look for secrets in binary files."),
+        click.option("--no-hidden", is_flag=True,
+                     help="Do not scan content that later layers deleted or replaced."),
+        click.option("--jobs", type=click.IntRange(1, 64),
+                     help="Worker processes (default: the number of cores)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _scan_options(kw: dict[str, Any]) -> Any:
+    from imgscan.analyzers.interface import ScanOptions
+
+    return ScanOptions(
+        scan_binaries=kw["scan_binaries"],
+        hidden=not kw["no_hidden"],
+        show_secrets=kw["show_secrets"],
+        rule_dirs=tuple(kw["rule_dirs"]),
+        disabled_rules=tuple(kw["disabled_rules"]),
+    )
+
+
+def _analyzer_names(text: str | None) -> list[str] | None:
+    return [a.strip() for a in text.split(",") if a.strip()] if text else None
+
+
+def _gate_and_write(report: Any, kw: dict[str, Any]) -> int:
+    """Filter (ignore, baseline, policy), write every requested report, return the exit
+    code of the gate."""
+    from imgscan import policy as pol
+    from imgscan.reports.interface import WriterOptions, get_writer, plan_outputs, write_file
+
+    plan = plan_outputs(list(kw["formats"]), kw["output"])
+    fail_on = pol.parse_fail_on(kw["fail_on"])
+    ignore_path = kw["ignore_file"] or (".imgscanignore" if os.path.isfile(".imgscanignore")
+                                        else None)
+    outcome = pol.run_gate(
+        report,
+        fail_on=fail_on,
+        ignore=pol.load_ignore_file(ignore_path) if ignore_path else None,
+        baseline=pol.load_baseline(kw["baseline"]) if kw["baseline"] else None,
+        policy=pol.load_policy(kw["policy"]) if kw["policy"] else None,
+    )
+    options = WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"])
+    for spec in plan:
+        if spec.path is None:
+            get_writer(spec.format, options).write(outcome.report, sys.stdout)
+            sys.stdout.flush()
+        else:
+            write_file(outcome.report, spec.format, spec.path, options)
+    if fail_on is not None or kw["policy"]:
+        click.echo(outcome.gate.summary(), err=True)
+    return outcome.exit_code
 
 
 def _store(root: str | None, max_layer_size: int | None = None,
@@ -129,15 +245,20 @@ def main() -> None:
 
 
 # -- images --------------------------------------------------------------------------------
-@main.command()
+@main.command(epilog=EXIT_CODES)
 @root_option
 @platform_option
 @limit_options
+@registry_options
+@scan_options
 @click.option("--name", "names", multiple=True, metavar="NAME[:TAG]",
               help="Name the imported image (repeatable); default: the source's own names.")
+@click.option("--vet", is_flag=True,
+              help="Scan in quarantine first; the image enters the store only if the gate "
+              "passes (see the scan options: --fail-on, --policy, ...).")
 @click.argument("ref")
 def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
-         max_layer_size: int, max_entries: int) -> None:
+         max_layer_size: int, max_entries: int, vet: bool, **kw: Any) -> None:
     """Import an image into the store, verifying every blob and layer digest.
 
     Layers already in the store (shared with other images) are not imported again. On any
@@ -148,11 +269,33 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
       imgscan pull oci:./layout:1.0
       imgscan pull docker-archive:app.tar --name app:1.0
       imgscan pull oci-archive:image.tar --platform linux/arm64
+      imgscan pull docker://registry.example/app:1.4 --vet --fail-on high
     """
-    from imgscan.api import pull as do_pull
+    from imgscan import api
 
-    rec = do_pull(ref, store=_store(root, max_layer_size, max_entries), platform=platform,
-                  names=list(names) or None)
+    source_opts = _source_opts(ref, kw)
+    store = _store(root, max_layer_size, max_entries)
+    if not vet:
+        scan_only = {k for k, v in kw.items() if v not in (None, False, (), "")}
+        if scan_only:
+            raise click.UsageError("scan options such as --fail-on need --vet")
+        rec = api.pull(ref, store=store, platform=platform, names=list(names) or None,
+                       **source_opts)
+        click.echo(rec.id)
+        return
+    codes: list[int] = []
+
+    def decide(report: Any) -> int:
+        codes.append(_gate_and_write(report, kw))
+        return codes[-1]
+
+    rec, _, code = api.vetted_pull(ref, store, decide, platform=platform,
+                                   names=list(names) or None,
+                                   analyzers=_analyzer_names(kw["analyzers"]),
+                                   options=_scan_options(kw), jobs=kw["jobs"], **source_opts)
+    if rec is None:
+        click.echo(f"imgscan: {ref} failed vetting; nothing was stored", err=True)
+        sys.exit(code)
     click.echo(rec.id)
 
 
@@ -200,14 +343,20 @@ def _human(n: int) -> str:
     return str(n)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES)
 @root_option
 @platform_option
+@registry_options
+@scan_options
 @click.option("--config", "show_config", is_flag=True, help="Print the image config.")
 @click.option("--raw", is_flag=True, help="Print the raw manifest (or config with --config).")
+@click.option("--no-tags", is_flag=True, help="docker://: do not list the repository's tags.")
+@click.option("--vet", is_flag=True, help="Judge the image from its config alone (root user, "
+              "secrets in Env and history, policy limits on size, age, labels) and exit by "
+              "the gate; no layer is fetched.")
 @click.argument("image")
 def inspect(root: str | None, platform: str | None, show_config: bool, raw: bool,
-            image: str) -> None:
+            no_tags: bool, vet: bool, image: str, **kw: Any) -> None:
     """Show an image's manifest and config summary (skopeo inspect's key names).
 
     IMAGE is an image in the store or a reference (oci:…, docker-archive:…, docker://…);
@@ -218,12 +367,20 @@ def inspect(root: str | None, platform: str | None, show_config: bool, raw: bool
       imgscan inspect localhost/layout:1.0
       imgscan inspect oci:./layout:1.0 --config
       imgscan inspect docker://127.0.0.1:5000/app:1.4 --raw
+      imgscan inspect docker://registry.example/app:1.4 --vet --fail-on high
     """
     from imgscan import api
 
+    source_opts = _source_opts(image, kw)
+    if vet:
+        if not api.is_transport_ref(image) or image.startswith("dir:"):
+            raise click.UsageError("--vet takes an image reference (docker://, oci:, ...)")
+        report = api.vet_config(image, platform=platform, options=_scan_options(kw),
+                                **source_opts)
+        sys.exit(_gate_and_write(report, kw))
     if api.is_transport_ref(image):
-        img = api.open_source(image, platform)
-        name, tag, repo_tags = _describe_ref(image, img)
+        img = api.open_source(image, platform, **source_opts)
+        name, tag, repo_tags = _describe_ref(image, img, source_opts, no_tags)
     else:
         store = _store(root)
         rec = store.lookup(image)
@@ -243,18 +400,15 @@ def inspect(root: str | None, platform: str | None, show_config: bool, raw: bool
     click.echo(json.dumps(inspect_dict(img, name, tag, repo_tags), indent=4))
 
 
-def _describe_ref(ref: str, img: Any) -> tuple[str, str | None, list[str]]:
+def _describe_ref(ref: str, img: Any, source_opts: dict[str, Any],
+                  no_tags: bool) -> tuple[str, str | None, list[str]]:
+    """Name, tag and the repository's tags, as skopeo inspect reports them."""
     if ref.startswith("docker://"):
-        rest = ref[len("docker://"):]
-        try:
-            from imgscan.images.registry.reference import parse_reference
+        from imgscan.images.registry import list_tags, parse_reference
 
-            r = parse_reference(rest)
-            name = getattr(r, "name", rest)
-            tag = getattr(r, "tag", None)
-        except Exception:
-            name, tag = rest, None
-        return str(name), tag, []
+        r = parse_reference(ref[len("docker://"):])
+        tags = [] if no_tags else list_tags(r, **source_opts)
+        return r.name, r.tag, tags
     return "", None, []
 
 
@@ -399,95 +553,10 @@ def mounts(root: str | None, fmt: str) -> None:
 
 
 # -- scanning ------------------------------------------------------------------------------
-def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The options shared by every command that scans (scan, pull --vet, inspect --vet)."""
-    opts = [
-        click.option("--format", "formats", multiple=True, metavar="FORMAT[=FILE]",
-                     help="Report format, repeatable with =FILE: table (default), json, "
-                     "sarif, cyclonedx, spdx, html, atomic."),
-        click.option("--output", "-o", type=click.Path(dir_okay=False),
-                     help="Write the (single, un-named) report here instead of stdout."),
-        click.option("--fail-on", metavar="SEVERITY",
-                     help="Exit 1 when a finding at or above this severity remains "
-                     "(critical, high, medium, low, info; 'none' never fails)."),
-        click.option("--ignore-file", type=click.Path(dir_okay=False),
-                     help="TOML ignore file (default: .imgscanignore when present)."),
-        click.option("--baseline", type=click.Path(dir_okay=False, exists=True),
-                     help="An earlier JSON report: count only findings that are new."),
-        click.option("--policy", type=click.Path(dir_okay=False, exists=True),
-                     help="Policy file (TOML): limits, banned packages, user, size, age, OS."),
-        click.option("--packages", "show_packages", is_flag=True,
-                     help="Table: list packages too."),
-        click.option("--elf", "show_elf", is_flag=True,
-                     help="Table: list per-binary ELF hardening."),
-        click.option("--analyzers", help="Comma-separated analyzer names "
-                     "(see 'imgscan analyzers'; default all)."),
-        click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False,
-                     exists=True), help="Extra secret-rule directory (repeatable)."),
-        click.option("--disable-rule", "disabled_rules", multiple=True, metavar="ID",
-                     help="Switch off a secret rule (repeatable; see 'imgscan rules')."),
-        click.option("--show-secrets", is_flag=True,
-                     help="Print secret values in full (default: redacted)."),
-        click.option("--scan-binaries", is_flag=True,
-                     help="Also look for secrets in binary files."),
-        click.option("--no-hidden", is_flag=True,
-                     help="Do not scan content that later layers deleted or replaced."),
-        click.option("--jobs", type=click.IntRange(1, 64),
-                     help="Worker processes (default: the number of cores)."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def _scan_options(kw: dict[str, Any]) -> Any:
-    from imgscan.analyzers.interface import ScanOptions
-
-    return ScanOptions(
-        scan_binaries=kw["scan_binaries"],
-        hidden=not kw["no_hidden"],
-        show_secrets=kw["show_secrets"],
-        rule_dirs=tuple(kw["rule_dirs"]),
-        disabled_rules=tuple(kw["disabled_rules"]),
-    )
-
-
-def _analyzer_names(text: str | None) -> list[str] | None:
-    return [a.strip() for a in text.split(",") if a.strip()] if text else None
-
-
-def _gate_and_write(report: Any, kw: dict[str, Any]) -> int:
-    """Filter (ignore, baseline, policy), write every requested report, return the exit
-    code of the gate."""
-    from imgscan import policy as pol
-    from imgscan.reports.interface import WriterOptions, get_writer, plan_outputs, write_file
-
-    plan = plan_outputs(list(kw["formats"]), kw["output"])
-    fail_on = pol.parse_fail_on(kw["fail_on"])
-    ignore_path = kw["ignore_file"] or (".imgscanignore" if os.path.isfile(".imgscanignore")
-                                        else None)
-    outcome = pol.run_gate(
-        report,
-        fail_on=fail_on,
-        ignore=pol.load_ignore_file(ignore_path) if ignore_path else None,
-        baseline=pol.load_baseline(kw["baseline"]) if kw["baseline"] else None,
-        policy=pol.load_policy(kw["policy"]) if kw["policy"] else None,
-    )
-    options = WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"])
-    for spec in plan:
-        if spec.path is None:
-            get_writer(spec.format, options).write(outcome.report, sys.stdout)
-            sys.stdout.flush()
-        else:
-            write_file(outcome.report, spec.format, spec.path, options)
-    if fail_on is not None or kw["policy"]:
-        click.echo(outcome.gate.summary(), err=True)
-    return outcome.exit_code
-
-
 @main.command(epilog=EXIT_CODES)
 @root_option
 @platform_option
+@registry_options
 @scan_options
 @click.argument("image")
 def scan(root: str | None, platform: str | None, image: str, **kw: Any) -> None:
@@ -505,10 +574,31 @@ def scan(root: str | None, platform: str | None, image: str, **kw: Any) -> None:
     """
     from imgscan.api import scan as do_scan
 
+    source_opts = _source_opts(image, kw)
     report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
-                     jobs=kw["jobs"], options=_scan_options(kw))
+                     jobs=kw["jobs"], options=_scan_options(kw), **source_opts)
     sys.exit(_gate_and_write(report, kw))
+
+
+@main.command()
+@registry_options
+@click.option("--format", "fmt", type=click.Choice(["lines", "json"]), default="lines",
+              show_default=True)
+@click.argument("repository")
+def tags(repository: str, fmt: str, **kw: Any) -> None:
+    """List every tag of a registry repository (all pages).
+
+    \b
+    Example:
+      imgscan tags docker://127.0.0.1:5000/app --tls-verify=false
+    """
+    if not repository.startswith("docker://"):
+        raise click.UsageError("tags needs a docker://HOST/REPO reference")
+    from imgscan.images.registry import list_tags
+
+    found = list_tags(repository[len("docker://"):], **_registry_opts(kw))
+    click.echo(json.dumps(found, indent=2) if fmt == "json" else "\n".join(found))
 
 
 @main.command("analyzers")

@@ -147,6 +147,38 @@ class Scanner:
         report.image = ImageSummary(name=f"dir:{path}", source="dir")
         return report
 
+    def scan_config_only(self, image: Any) -> Report:
+        """Pre-pull vetting: run the image-wide analyzers over a view with the config and no
+        files (``SourceImage``; only its manifest and config have been fetched)."""
+        from imgscan.analyzers.view import ConfigOnlyView
+        from imgscan.images.interface import layer_history
+
+        t0 = time.monotonic()
+        history = layer_history(image.config)
+        refs = [LayerRef(lay.index, lay.diff_id, history[i] if i < len(history) else "")
+                for i, lay in enumerate(image.layers)]
+        view = ConfigOnlyView(image.config, refs)
+        report = self._assemble(view, [], image.config, t0, t0, attribute=True, visible={})
+        inner = image.config.get("config") or {}
+        report.image = ImageSummary(
+            name=image.names[0] if image.names else "",
+            id=image.image_id,
+            digest=image.index_digest or image.manifest_digest,
+            os=str(image.config.get("os") or ""),
+            architecture=str(image.config.get("architecture") or ""),
+            variant=str(image.config.get("variant") or ""),
+            created=str(image.config.get("created") or ""),
+            size=sum(lay.size for lay in image.layers),
+            user=str(inner.get("User") or ""),
+            names=tuple(image.names),
+            source="registry-config",
+        )
+        report.layers = [LayerSummary(index=r.index, diff_id=r.diff_id,
+                                      digest=image.layers[r.index].digest or "",
+                                      size=image.layers[r.index].size, created_by=r.created_by)
+                         for r in refs]
+        return report
+
     # -- layers ----------------------------------------------------------------------------
     def _analyze_layer(self, layer: _Layer, dispatcher: Dispatcher, cache: Any) -> None:
         todo = []
@@ -202,6 +234,7 @@ class Scanner:
         packages = [replace(p, purl=p.purl or package_purl(p, os_info)) for p in packages]
         t2 = time.monotonic()
         for post in self.post_analyzers:
+            post.facts = {k: merged.facts[k] for k in post.facts_wanted if k in merged.facts}
             try:
                 r = post.post_analyze(view, packages, os_info)
             except Exception as e:
@@ -211,6 +244,7 @@ class Scanner:
             merged.warnings.extend(r.warnings)
             for k, rows in r.facts.items():
                 merged.facts.setdefault(k, []).extend(rows)
+        _apply_fact_updates(merged.facts)
         findings = _dedupe([f.with_id() for f in merged.findings])
         t3 = time.monotonic()
         return Report(
@@ -305,6 +339,19 @@ class Scanner:
                 packages_added=sum(1 for p in packages if p.layer and p.layer.index == i),
             ))
         return out
+
+
+#: fact tables that complete another table row by row (matched on "path")
+FACT_UPDATES = {"elf-fortify": "elf"}
+
+
+def _apply_fact_updates(facts: dict[str, list[dict[str, Any]]]) -> None:
+    for update, target in FACT_UPDATES.items():
+        rows = facts.pop(update, None)
+        if not rows or target not in facts:
+            continue
+        by_path = {r.get("path"): r for r in rows}
+        facts[target] = [{**r, **by_path.get(r.get("path"), {})} for r in facts[target]]
 
 
 def _deletes(layer: _Layer, path: str) -> bool:

@@ -183,6 +183,11 @@ class ViewEntry:
 class PostAnalyzer(_Base):
     """An image-wide analyzer; see the module docstring."""
 
+    #: fact tables of the per-file analyzers this one reads; the framework puts them in
+    #: ``self.facts`` (visible files only) before calling ``post_analyze``
+    facts_wanted: ClassVar[tuple[str, ...]] = ()
+    facts: dict[str, list[dict[str, Any]]]
+
     @abstractmethod
     def post_analyze(
         self, view: ImageView, packages: Sequence[Package], os: OSInfo | None

@@ -180,3 +180,26 @@ class DirView(ImageView):
 
     def open(self, entry: ViewEntry) -> BinaryIO:
         return open_beneath(self.root, entry.info.path)
+
+
+class ConfigOnlyView(ImageView):
+    """An image known only by its config (pre-pull vetting): no files at all."""
+
+    def __init__(self, config: Mapping[str, Any], layers: list[LayerRef]) -> None:
+        self.config = dict(config)
+        self.layers = layers
+
+    def entries(self) -> Iterator[ViewEntry]:
+        return iter(())
+
+    def hidden_entries(self) -> Iterator[ViewEntry]:
+        return iter(())
+
+    def lookup(self, path: str) -> ViewEntry | None:
+        return None
+
+    def resolve(self, path: str) -> ViewEntry | None:
+        return None
+
+    def open(self, entry: ViewEntry) -> BinaryIO:
+        raise FileNotFoundError(entry.info.path)

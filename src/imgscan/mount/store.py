@@ -31,7 +31,7 @@ import stat
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from imgscan.errors import ImageError, ImageInUseError, ReferenceError_, StoreError
@@ -302,8 +302,10 @@ class Store:
         finally:
             staging.discard()
 
-    def _image_record(self, img: SourceImage, image_id: str, chains: list[str],
-                      names: list[str], meta: StoreMeta, source: str) -> ImageRecord:
+    @staticmethod
+    def _claim_names(meta: StoreMeta, image_id: str, names: Iterable[str]) -> list[str]:
+        """The names an image will have: its old ones plus ``names``, each taken away from
+        any other image that had it (a name points at one image)."""
         old = meta.images.get(image_id)
         all_names = list(old.names) if old else []
         for n in names:
@@ -313,6 +315,12 @@ class Store:
                                                                 if x != n])
             if n not in all_names:
                 all_names.append(n)
+        return all_names
+
+    def _image_record(self, img: SourceImage, image_id: str, chains: list[str],
+                      names: list[str], meta: StoreMeta, source: str) -> ImageRecord:
+        old = meta.images.get(image_id)
+        all_names = self._claim_names(meta, image_id, names)
         c = img.config
         return ImageRecord(
             id=image_id,
@@ -403,9 +411,52 @@ class Store:
             created=time.time(),
         )
 
+    def adopt(self, other: Store, image: ImageRecord, names: Iterable[str] = ()) -> ImageRecord:
+        """Move an image from another store on the same filesystem (the quarantine of
+        ``pull --vet``) into this one: its layers are renamed, not copied or re-downloaded."""
+        names = [normalize_name(n) for n in names]
+        with other.reading() as theirs:
+            layer_recs = {c: theirs.layers[c] for c in image.layers}
+        with self.lock.exclusive():
+            meta = self.meta()
+            new = StoreMeta(dict(meta.images), dict(meta.layers))
+            for chain in image.layers:
+                if chain in new.layers:
+                    continue
+                rec = replace(layer_recs[chain], link=_short_id())
+                dest = self.layer_path(chain)
+                if os.path.lexists(dest):
+                    self._to_trash(dest)
+                os.rename(other.layer_path(chain), dest)
+                os.symlink(f"../layers/{hex_of(chain)}/diff", self.path("l", rec.link))
+                new.layers[chain] = rec
+            dest_dir = self.image_dir(image.id)
+            os.makedirs(dest_dir, exist_ok=True)
+            for name in ("manifest.json", "config.json"):
+                write_atomic(os.path.join(dest_dir, name),
+                             _read(os.path.join(other.image_dir(image.id), name)))
+            all_names = self._claim_names(new, image.id, [*image.names, *names])
+            rec = replace(image, names=tuple(all_names), pulled=time.time())
+            new.images[image.id] = rec
+            self._write_meta(new)
+        self.empty_trash()
+        return rec
+
     # -- staging and trash -----------------------------------------------------------------
     def _new_staging(self) -> _Staging:
         return _Staging(self.path("staging", secrets.token_hex(8)))
+
+    @contextlib.contextmanager
+    def quarantine(self) -> Iterator[Store]:
+        """A throw-away store inside this one's staging area (same filesystem, so an image
+        that passes vetting moves in by rename). It disappears when the block ends; if the
+        process dies, ``check --repair`` removes it like any abandoned staging directory."""
+        staging = self._new_staging()
+        try:
+            yield Store(os.path.join(staging.path, "quarantine"), limits=self.limits,
+                        jobs=self.jobs)
+        finally:
+            staging.discard()
 
     def _to_trash(self, path: str) -> None:
         os.rename(path, self.path("trash", f"{os.path.basename(path)}-{secrets.token_hex(4)}"))
@@ -617,8 +668,6 @@ def resolve_image(meta: StoreMeta, ref: str) -> ImageRecord:
 
 
 def _with_names(img: ImageRecord, names: list[str]) -> ImageRecord:
-    from dataclasses import replace
-
     return replace(img, names=tuple(names))
 
 
