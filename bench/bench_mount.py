@@ -19,8 +19,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
-from common import Contender, Sample, imgscan_cmd, imgscan_env, run_timed  # noqa: E402
+import common
+from common import Contender, Sample, imgscan_cmd, imgscan_env, run_timed
 
 TARGET = 0.5
 NAME = "bench/system:v1"

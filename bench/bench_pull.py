@@ -21,8 +21,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
-from common import Contender, imgscan_cmd, imgscan_env, run_timed  # noqa: E402
+import common
+from common import Contender, imgscan_cmd, imgscan_env, run_timed
 
 TARGET = 1.3
 
@@ -92,6 +92,7 @@ def main() -> int:
     if args.write:
         layers_desc = ", ".join(f"{'+'.join(lay['paths'])} ({common.fmt_mb(lay['tar_size'])})"
                                 for lay in summary["layers"])
+        flag = ' --profile' if args.profile else ''
         body = f"""## Pull: `imgscan pull` vs `gzip -dc | tar -x` (issue 2)
 
 Whole-process `imgscan pull oci:LAYOUT:v1 --root FRESH` of a {len(blobs)}-layer gzip OCI
@@ -103,7 +104,7 @@ output directory each run, `sync` before each run, page cache warm for the blobs
 Medians of {args.runs} interleaved runs (after one warm-up round); peak RSS is that of the
 largest single process (`wait4` rusage).
 
-Reproduce: `python3 bench/bench_pull.py --runs {args.runs} --write{' --profile' if args.profile else ''}`
+Reproduce: `python3 bench/bench_pull.py --runs {args.runs} --write{flag}`
 
 Machine: {common.machine_line()}
 
@@ -142,8 +143,8 @@ def profile(ref: str, env: dict[str, str], out: str) -> str:
     subprocess.run([sys.executable, "-m", "cProfile", "-o", prof, "-c", code, ref,
                     os.path.join(out, "store")], env=env, check=True, capture_output=True)
     shutil.rmtree(out, ignore_errors=True)
-    import pstats
     import io
+    import pstats
 
     buf = io.StringIO()
     st = pstats.Stats(prof, stream=buf)

@@ -22,9 +22,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
-import scanimage  # noqa: E402
-from common import Contender, imgscan_cmd, imgscan_env, run_timed  # noqa: E402
+import common
+import scanimage
+from common import Contender, imgscan_cmd, imgscan_env, run_timed
 
 ANALYZERS = "os-release,dpkg,rpm,apk,python,npm,gobinary,java,cargo-auditable"
 RSS_TARGET_MB = 200
@@ -86,7 +86,7 @@ def main() -> int:
     trivy = trivy_bin()
     tver = subprocess.run([trivy, "--version"], capture_output=True, text=True).stdout.split(
         "\n")[0]
-    layout, tag, archive, summary = scanimage.build()
+    layout, tag, _archive, summary = scanimage.build()
     ref = f"oci:{layout}:{tag}"
     work = os.path.join(common.WORK, "scan-runs")
     shutil.rmtree(work, ignore_errors=True)

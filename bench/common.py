@@ -184,9 +184,9 @@ def contender_table(contenders: list[Contender], baseline: str) -> str:
     rows = []
     for c in contenders:
         lo, hi = c.spread
-        rows.append([c.name, f"{c.median:.3f}", f"{lo:.3f}–{hi:.3f}",
+        rows.append([c.name, f"{c.median:.3f}", f"{lo:.3f} to {hi:.3f}",
                      f"{c.median / base:.2f}x", f"{c.peak_rss_mb:.0f}", len(c.samples)])
-    return md_table(["contender", "median s", "min–max s", f"ratio to {baseline}",
+    return md_table(["contender", "median s", "min to max s", f"ratio to {baseline}",
                      "peak RSS MB", "runs"], rows)
 
 
@@ -282,7 +282,7 @@ def build_oci_layout(layout: str, tag: str, layers: list[LayerSpec], *, level: i
         built = list(pool.map(lambda t: _build_layer(t[1], tmpdir, t[0], level),
                               enumerate(layers)))
     descs, diff_ids, history = [], [], []
-    for spec, (gz, diff_id, tar_size, gz_size, digest) in zip(layers, built, strict=True):
+    for spec, (gz, diff_id, _tar, gz_size, digest) in zip(layers, built, strict=True):
         os.rename(gz, os.path.join(blobs, digest.split(":", 1)[1]))
         descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                       "digest": digest, "size": gz_size})
