@@ -59,7 +59,11 @@ def main() -> int:
     print("loading the image into both stores...", file=sys.stderr)
     subprocess.run(imgscan_cmd("pull", ref, "--root", iroot, "--name", NAME), env=env,
                    check=True, capture_output=True)
-    out = subprocess.run([*podman_base(pdir), "pull", "-q", ref], check=True,
+    # podman names an oci: image after its directory, and ".work" is no valid name: use a
+    # docker-archive of the same image (same layers, same diff_ids).
+    archive = common.docker_archive(layout, tag, os.path.join(common.WORK, "system.tar"), NAME)
+    out = subprocess.run([*podman_base(pdir), "pull", "-q", f"docker-archive:{archive}"],
+                         check=True,
                          capture_output=True, text=True)
     pid = out.stdout.strip().splitlines()[-1]
     pb = podman_base(pdir)

@@ -59,11 +59,11 @@ def main() -> int:
     env = imgscan_env()
 
     def fresh() -> None:
-        shutil.rmtree(out, ignore_errors=True)
+        common.rmtree(out)
         os.makedirs(out)
 
     def clean() -> None:
-        shutil.rmtree(out, ignore_errors=True)
+        common.rmtree(out)
 
     seq_script = shell_baseline(blobs, out, parallel=False)
     par_script = shell_baseline(blobs, out, parallel=True)
@@ -122,7 +122,7 @@ def profile(ref: str, env: dict[str, str], out: str) -> str:
     parts = ["", "### Where the time goes", ""]
     pyspy = os.path.join(common.PEERS, "pyspy", "bin", "py-spy")
     if os.path.exists(pyspy):
-        shutil.rmtree(out, ignore_errors=True)
+        common.rmtree(out)
         os.makedirs(out)
         with tempfile.NamedTemporaryFile(suffix=".txt", delete=False) as tf:
             raw = tf.name
@@ -133,16 +133,19 @@ def profile(ref: str, env: dict[str, str], out: str) -> str:
                   "which the function is on the stack (self = innermost frame):", "",
                   summarize_pyspy(raw), ""]
         os.unlink(raw)
-    shutil.rmtree(out, ignore_errors=True)
+    common.rmtree(out)
     os.makedirs(out)
     prof = os.path.join(common.WORK, "pull.prof")
     code = ("import sys; from imgscan.images.open import open_image; "
             "from imgscan.mount.store import Store; "
             "img = open_image(sys.argv[1]); "
             "Store(sys.argv[2], jobs=1).import_image(img)")
-    subprocess.run([sys.executable, "-m", "cProfile", "-o", prof, "-c", code, ref,
+    runner = os.path.join(common.WORK, "pull_runner.py")
+    with open(runner, "w") as f:  # python 3.11's cProfile has no -c
+        f.write(code.replace("; ", "\n") + "\n")
+    subprocess.run([sys.executable, "-m", "cProfile", "-o", prof, runner, ref,
                     os.path.join(out, "store")], env=env, check=True, capture_output=True)
-    shutil.rmtree(out, ignore_errors=True)
+    common.rmtree(out)
     import io
     import pstats
 

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace, layout: str, tag: str, summary: dict, work: st
     out = os.path.join(work, "out")
 
     def fresh() -> None:
-        shutil.rmtree(out, ignore_errors=True)
+        common.rmtree(out)
         os.makedirs(out)
 
     pdir = os.path.join(out, "podman")
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace, layout: str, tag: str, summary: dict, work: st
             [*podman_base(pdir), "pull", "-q", "--tls-verify=false", docker_ref]), fresh),
     ]
     common.interleave(pull, args.runs, between=common.sync_and_settle, label="pull ")
-    shutil.rmtree(out, ignore_errors=True)
+    common.rmtree(out)
 
     t_inspect = common.contender_table(inspect, "skopeo inspect")
     t_pull = common.contender_table(pull, "skopeo copy to oci:DIR")

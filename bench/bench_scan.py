@@ -106,7 +106,7 @@ def main() -> int:
     print(agree, file=sys.stderr)
 
     def wipe(p: str) -> None:
-        shutil.rmtree(p, ignore_errors=True)
+        common.rmtree(p)
 
     contenders = [
         Contender("imgscan cold (pull + scan)",

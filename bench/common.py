@@ -41,6 +41,10 @@ def imgscan_cmd(*args: str) -> list[str]:
 def imgscan_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # An installed imgscan has byte-compiled modules; a session that sets
+    # PYTHONDONTWRITEBYTECODE would make every run recompile the sources (~50 ms of a mount).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(WORK, "pycache")
     return env
 
 
@@ -125,6 +129,12 @@ def interleave(contenders: list[Contender], runs: int, *, warmup: int = 1,
             tag = "warmup" if rnd < warmup else f"run {rnd - warmup + 1}/{runs}"
             print(f"  {label}{tag:>10}  {c.name:<40} {s.wall:8.3f}s  "
                   f"{s.maxrss_kb / 1024:7.1f} MB", file=sys.stderr, flush=True)
+
+
+def rmtree(path: str) -> None:
+    """``rm -rf``: several times faster than ``shutil.rmtree`` on a gigabyte of small files,
+    which matters only because it runs between every two timed runs."""
+    subprocess.run(["rm", "-rf", "--one-file-system", path], check=False)
 
 
 def sync_and_settle() -> None:
