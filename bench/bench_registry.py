@@ -28,6 +28,7 @@ from common import Contender, imgscan_cmd, imgscan_env, run_timed
 
 INSPECT_TARGET = 1.0
 PULL_TARGET = 1.2
+RUNROOT = "/tmp/imgscan-bench-podman-run"
 
 
 def free_port() -> int:
@@ -63,7 +64,8 @@ def start_registry(work: str) -> tuple[subprocess.Popen, int]:
 
 
 def podman_base(d: str) -> list[str]:
-    return ["podman", "--root", os.path.join(d, "root"), "--runroot", os.path.join(d, "run"),
+    # podman refuses a runroot longer than 50 characters: keep it short, under /tmp.
+    return ["podman", "--root", os.path.join(d, "root"), "--runroot", RUNROOT,
             "--storage-driver", "overlay"]
 
 
@@ -129,6 +131,10 @@ def run(args: argparse.Namespace, layout: str, tag: str, summary: dict, work: st
         os.makedirs(out)
 
     pdir = os.path.join(out, "podman")
+
+    def fresh_podman() -> None:
+        fresh()
+        common.rmtree(RUNROOT)
     pull = [
         Contender("imgscan pull", lambda: run_timed(imgscan_cmd(
             "pull", docker_ref, "--tls-verify=false", "--root", os.path.join(out, "store")),
@@ -137,7 +143,7 @@ def run(args: argparse.Namespace, layout: str, tag: str, summary: dict, work: st
             ["skopeo", "copy", "-q", "--src-tls-verify=false", docker_ref,
              f"oci:{os.path.join(out, 'oci')}:{tag}"]), fresh),
         Contender("podman pull", lambda: run_timed(
-            [*podman_base(pdir), "pull", "-q", "--tls-verify=false", docker_ref]), fresh),
+            [*podman_base(pdir), "pull", "-q", "--tls-verify=false", docker_ref]), fresh_podman),
     ]
     common.interleave(pull, args.runs, between=common.sync_and_settle, label="pull ")
     common.rmtree(out)
