@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -73,3 +76,31 @@ def tree_of(root: str) -> dict[str, tuple]:
                         st.st_size if stat.S_ISREG(st.st_mode) else 0,
                         os.readlink(full) if stat.S_ISLNK(st.st_mode) else "")
     return out
+
+
+@pytest.fixture
+def as_nobody():
+    """Run imgscan as the unprivileged user nobody. The interpreter may live under /root
+    (pyenv), so /root gets search permission (o+x) for the test and is restored after."""
+    st = os.stat("/root")
+    if not st.st_mode & 0o001:
+        os.chmod("/root", st.st_mode | 0o001)
+    work = tempfile.mkdtemp(prefix="imgscan-rootless-")
+    os.chmod(work, 0o777)
+    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "src"), "HOME": work}
+
+    def run(*args: str, path: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                               "--clear-groups",
+                               "--inh-caps=-all", sys.executable, "-m", "imgscan", *args],
+                              capture_output=True, text=True, timeout=120,
+                              env={**env, "PATH": path or env["PATH"]})
+
+    try:
+        yield work, run
+    finally:
+        os.chmod("/root", st.st_mode)
+        for line in open("/proc/self/mountinfo").readlines():
+            if line.split()[4].startswith(work):
+                subprocess.run(["umount", "-l", line.split()[4]], check=False)
+        shutil.rmtree(work, ignore_errors=True)

@@ -7,9 +7,11 @@ import json
 import os
 
 import pytest
+
 import registry_fixtures as rf
 from clihelp import imgscan
 from imagebuild import D, F, ImageSpec, Layer, layer_tar, write_oci_layout
+from imgscan.reports import validate_report
 
 NOTLS = "--tls-verify=false"
 
@@ -69,7 +71,9 @@ def test_tags_pull_and_scan(reg, tmp_path):
     r = imgscan("scan", f"docker://{reg.host}/team/risky:1.0", NOTLS, "--format", "json",
                 root=root)
     assert r.code == 0, r.err
-    rules = {f["rule_id"] for f in json.loads(r.out)["findings"]}
+    doc = json.loads(r.out)
+    validate_report(doc)
+    rules = {f["rule_id"] for f in doc["findings"]}
     assert "perm/setuid-unowned" in rules
 
 
@@ -78,7 +82,9 @@ def test_inspect_vet_decides_from_the_config_alone(reg, tmp_path):
     r = imgscan("inspect", "--vet", "--fail-on", "medium", "--format", "json",
                 f"docker://{reg.host}/team/risky:1.0", NOTLS)
     assert r.code == 1, r.err
-    rules = {f["rule_id"] for f in json.loads(r.out)["findings"]}
+    doc = json.loads(r.out)
+    validate_report(doc)
+    rules = {f["rule_id"] for f in doc["findings"]}
     assert {"config/root-user", "config/ssh-port"} <= rules
     assert "perm/setuid-unowned" not in rules  # needs the files: not fetched
     r = imgscan("inspect", "--vet", "--fail-on", "medium", "--format", "json",
@@ -95,7 +101,9 @@ def test_pull_vet_keeps_a_failing_image_out_of_the_store(reg, tmp_path):
     r = imgscan("pull", "--vet", "--fail-on", "high", "--format", "json",
                 f"docker://{reg.host}/team/risky:1.1", NOTLS, root=root)
     assert r.code == 1
-    assert "perm/setuid-unowned" in {f["rule_id"] for f in json.loads(r.out)["findings"]}
+    doc = json.loads(r.out)
+    validate_report(doc)
+    assert "perm/setuid-unowned" in {f["rule_id"] for f in doc["findings"]}
     assert "nothing was stored" in r.err
     assert json.loads(imgscan("images", "--format", "json", root=root).out) == []
     for d in ("layers", "l", "images", "staging"):

@@ -7,10 +7,8 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 import pytest
@@ -158,34 +156,6 @@ def test_single_layer_and_200_layers_mount(tmp_path, n):
     with open(os.path.join(path, "top")) as f:
         assert f.read() == str(n - 1)
     assert imgscan("umount", "localhost/layout:v1", root=root).code == 0
-
-
-@pytest.fixture
-def as_nobody():
-    """Run imgscan as the unprivileged user nobody. The interpreter may live under /root
-    (pyenv), so /root gets search permission (o+x) for the test and is restored after."""
-    st = os.stat("/root")
-    if not st.st_mode & 0o001:
-        os.chmod("/root", st.st_mode | 0o001)
-    work = tempfile.mkdtemp(prefix="imgscan-rootless-")
-    os.chmod(work, 0o777)
-    env = {**os.environ, "PYTHONPATH": SRC, "HOME": work}
-
-    def run(*args: str, path: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
-                               "--clear-groups",
-                               "--inh-caps=-all", sys.executable, "-m", "imgscan", *args],
-                              capture_output=True, text=True, timeout=120,
-                              env={**env, "PATH": path or env["PATH"]})
-
-    try:
-        yield work, run
-    finally:
-        os.chmod("/root", st.st_mode)
-        for line in open("/proc/self/mountinfo").readlines():
-            if line.split()[4].startswith(work):
-                subprocess.run(["umount", "-l", line.split()[4]], check=False)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_rootless_mount_fails_with_an_explanation_and_scan_still_works(as_nobody):

@@ -9,11 +9,11 @@ import subprocess
 import sys
 import textwrap
 
-import jsonschema  # noqa: F401  (the schema test below uses it when the schema exists)
 import pytest
 
 from imagebuild import WH, D, F, L, Layer, layer_tar
 from imgscan.analyzers.interface import ScanOptions
+from imgscan.reports import validate_report
 from imgscan.scan import Scanner
 
 
@@ -122,6 +122,7 @@ def test_two_scans_give_identical_json_apart_from_times(store, make_image):
     docs = []
     for _ in range(2):
         d = Scanner(analyzers=["dpkg", "os-release"]).scan_image(store, rec).to_dict()
+        validate_report(d)
         d.pop("timings"), d.pop("created")
         docs.append(json.dumps(d, sort_keys=False))
     assert docs[0] == docs[1]
@@ -189,7 +190,9 @@ def test_third_party_analyzer_plugin_from_a_venv(tmp_path):
     assert "marker" in out and "imgscan-marker 0.3" in out
     res = subprocess.run([python, "-m", "imgscan", "scan", f"dir:{root}", "--format", "json"],
                          capture_output=True, text=True, env=env, check=True)
-    pkgs = json.loads(res.stdout)["packages"]
+    doc = json.loads(res.stdout)
+    validate_report(doc)
+    pkgs = doc["packages"]
     assert {"type": "generic", "name": "widget", "version": "2.5"}.items() <= \
         next(p for p in pkgs if p["name"] == "widget").items()
 

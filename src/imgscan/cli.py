@@ -8,6 +8,7 @@ Heavy modules are imported inside the commands, so ``imgscan mount`` starts fast
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -151,6 +152,8 @@ def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Also look for secrets in binary files."),
         click.option("--no-hidden", is_flag=True,
                      help="Do not scan content that later layers deleted or replaced."),
+        click.option("--max-age-days", type=click.IntRange(1), default=365,
+                     show_default=True, help="Report images older than this."),
         click.option("--jobs", type=click.IntRange(1, 64),
                      help="Worker processes (default: the number of cores)."),
     ]
@@ -160,14 +163,19 @@ def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _scan_options(kw: dict[str, Any]) -> Any:
+    """ScanOptions from the command line; secret rules are loaded now so that a bad rule
+    file is a usage error (exit 2) before anything is pulled or scanned."""
     from imgscan.analyzers.interface import ScanOptions
+    from imgscan.secrets.rules import load_rules
 
+    load_rules(tuple(kw["rule_dirs"]), tuple(kw["disabled_rules"]))
     return ScanOptions(
         scan_binaries=kw["scan_binaries"],
         hidden=not kw["no_hidden"],
         show_secrets=kw["show_secrets"],
         rule_dirs=tuple(kw["rule_dirs"]),
         disabled_rules=tuple(kw["disabled_rules"]),
+        extra={"max_age_days": kw["max_age_days"]},
     )
 
 
@@ -175,23 +183,37 @@ def _analyzer_names(text: str | None) -> list[str] | None:
     return [a.strip() for a in text.split(",") if a.strip()] if text else None
 
 
-def _gate_and_write(report: Any, kw: dict[str, Any]) -> int:
-    """Filter (ignore, baseline, policy), write every requested report, return the exit
-    code of the gate."""
+def _prepare_gate(kw: dict[str, Any]) -> dict[str, Any]:
+    """Parse --format, --fail-on and load the ignore, baseline and policy files up front, so
+    that a mistake in any of them is a usage error before anything is pulled or scanned."""
+    from imgscan import policy as pol
+    from imgscan.reports.interface import plan_outputs
+
+    if "_gate" not in kw:
+        ignore_path = kw["ignore_file"] or (".imgscanignore"
+                                            if os.path.isfile(".imgscanignore") else None)
+        kw["_gate"] = {
+            "plan": plan_outputs(list(kw["formats"]), kw["output"]),
+            "fail_on": pol.parse_fail_on(kw["fail_on"]),
+            "ignore": pol.load_ignore_file(ignore_path) if ignore_path else None,
+            "baseline": pol.load_baseline(kw["baseline"]) if kw["baseline"] else None,
+            "policy": pol.load_policy(kw["policy"]) if kw["policy"] else None,
+        }
+    return kw["_gate"]
+
+
+def _gate_and_write(report: Any, kw: dict[str, Any],
+                    formats: Sequence[str] | None = None) -> int:
+    """Filter (ignore, baseline, policy), write every requested report (``formats``
+    overrides --format/--output: per-image files of an audit), return the gate's exit
+    code."""
     from imgscan import policy as pol
     from imgscan.reports.interface import WriterOptions, get_writer, plan_outputs, write_file
 
-    plan = plan_outputs(list(kw["formats"]), kw["output"])
-    fail_on = pol.parse_fail_on(kw["fail_on"])
-    ignore_path = kw["ignore_file"] or (".imgscanignore" if os.path.isfile(".imgscanignore")
-                                        else None)
-    outcome = pol.run_gate(
-        report,
-        fail_on=fail_on,
-        ignore=pol.load_ignore_file(ignore_path) if ignore_path else None,
-        baseline=pol.load_baseline(kw["baseline"]) if kw["baseline"] else None,
-        policy=pol.load_policy(kw["policy"]) if kw["policy"] else None,
-    )
+    gate = _prepare_gate(kw)
+    plan = gate["plan"] if formats is None else plan_outputs(list(formats), None)
+    outcome = pol.run_gate(report, fail_on=gate["fail_on"], ignore=gate["ignore"],
+                           baseline=gate["baseline"], policy=gate["policy"])
     options = WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"])
     for spec in plan:
         if spec.path is None:
@@ -199,7 +221,7 @@ def _gate_and_write(report: Any, kw: dict[str, Any]) -> int:
             sys.stdout.flush()
         else:
             write_file(outcome.report, spec.format, spec.path, options)
-    if fail_on is not None or kw["policy"]:
+    if gate["fail_on"] is not None or gate["policy"] is not None:
         click.echo(outcome.gate.summary(), err=True)
     return outcome.exit_code
 
@@ -219,7 +241,8 @@ def _store(root: str | None, max_layer_size: int | None = None,
 @click.group(cls=ImgscanGroup, context_settings={"help_option_names": ["-h", "--help"],
                                                  "max_content_width": 100})
 @click.version_option(__version__, prog_name="imgscan")
-def main() -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars on a terminal.")
+def main(quiet: bool) -> None:
     """imgscan: a daemonless security scanner for container images.
 
     Images are imported into a file-locked, copy-on-write layer store that any number of
@@ -242,6 +265,8 @@ def main() -> None:
       imgscan scan localhost/layout:1.0 --fail-on high
       imgscan mount localhost/layout:1.0
     """
+    if quiet:
+        os.environ["IMGSCAN_QUIET"] = "1"
 
 
 # -- images --------------------------------------------------------------------------------
@@ -276,14 +301,17 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
     source_opts = _source_opts(ref, kw)
     store = _store(root, max_layer_size, max_entries)
     if not vet:
-        scan_only = {k for k, v in kw.items() if v not in (None, False, (), "")}
-        if scan_only:
+        ctx = click.get_current_context()
+        given = [k for k in kw if ctx.get_parameter_source(k) not in
+                 (click.core.ParameterSource.DEFAULT, None)]
+        if given:
             raise click.UsageError("scan options such as --fail-on need --vet")
         rec = api.pull(ref, store=store, platform=platform, names=list(names) or None,
                        **source_opts)
         click.echo(rec.id)
         return
     codes: list[int] = []
+    _prepare_gate(kw)
 
     def decide(report: Any) -> int:
         codes.append(_gate_and_write(report, kw))
@@ -375,6 +403,7 @@ def inspect(root: str | None, platform: str | None, show_config: bool, raw: bool
     if vet:
         if not api.is_transport_ref(image) or image.startswith("dir:"):
             raise click.UsageError("--vet takes an image reference (docker://, oci:, ...)")
+        _prepare_gate(kw)
         report = api.vet_config(image, platform=platform, options=_scan_options(kw),
                                 **source_opts)
         sys.exit(_gate_and_write(report, kw))
@@ -558,8 +587,20 @@ def mounts(root: str | None, fmt: str) -> None:
 @platform_option
 @registry_options
 @scan_options
-@click.argument("image")
-def scan(root: str | None, platform: str | None, image: str, **kw: Any) -> None:
+@click.option("--all", "scan_all", is_flag=True,
+              help="Scan every image in the store (an audit): one report per image in "
+              "--output-dir, and a summary table.")
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="With --all or --atomic-scanin: where the per-image reports go.")
+@click.option("--atomic-scanin", type=click.Path(file_okay=False, exists=True),
+              help="atomic scan: scan every rootfs directory under this one (one per image "
+              "id, as atomic mounts them)...")
+@click.option("--atomic-scanout", type=click.Path(file_okay=False),
+              help="...and write each result as <scanout>/<id>/json.")
+@click.argument("image", required=False)
+def scan(root: str | None, platform: str | None, image: str | None, scan_all: bool,
+         output_dir: str | None, atomic_scanin: str | None, atomic_scanout: str | None,
+         **kw: Any) -> None:
     """Scan an image: packages, secrets, permissions, ELF hardening, configuration.
 
     IMAGE is an image in the store, a reference (imported first and kept for the next scan)
@@ -571,7 +612,21 @@ def scan(root: str | None, platform: str | None, image: str, **kw: Any) -> None:
       imgscan scan oci:./layout:1.0 --format json -o report.json --fail-on high
       imgscan scan app:1.0 --format table --format sarif=app.sarif --format html=app.html
       imgscan scan dir:/srv/rootfs --analyzers dpkg,rpm --packages
+      imgscan scan --all --format json --format html --output-dir audit/
+      imgscan scan --atomic-scanin /scanin --atomic-scanout /scanout
     """
+    modes = sum(bool(x) for x in (image, scan_all, atomic_scanin))
+    if modes != 1:
+        raise click.UsageError("give exactly one of IMAGE, --all or --atomic-scanin")
+    if bool(atomic_scanin) != bool(atomic_scanout):
+        raise click.UsageError("--atomic-scanin and --atomic-scanout go together")
+    if not (scan_all or atomic_scanin):
+        _prepare_gate(kw)
+    if atomic_scanin:
+        sys.exit(_scan_atomic(atomic_scanin, atomic_scanout, kw))  # type: ignore[arg-type]
+    if scan_all:
+        sys.exit(_scan_all(root, output_dir, kw))
+    assert image is not None
     from imgscan.api import scan as do_scan
 
     source_opts = _source_opts(image, kw)
@@ -579,6 +634,92 @@ def scan(root: str | None, platform: str | None, image: str, **kw: Any) -> None:
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
                      jobs=kw["jobs"], options=_scan_options(kw), **source_opts)
     sys.exit(_gate_and_write(report, kw))
+
+
+_EXTENSIONS = {"json": "json", "table": "txt", "sarif": "sarif", "cyclonedx": "cdx.json",
+               "spdx": "spdx.json", "html": "html", "atomic": "atomic.json"}
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:120] or "image"
+
+
+def _scan_all(root: str | None, output_dir: str | None, kw: dict[str, Any]) -> int:
+    """Every image of the store, one report set each, and a summary; the worst exit code."""
+    from tabulate import tabulate
+
+    from imgscan.progress import Progress
+    from imgscan.scan import Scanner
+
+    _registry_opts(kw)
+    formats = [f.split("=", 1)[0] for f in kw["formats"]] or ["json"]
+    if any("=" in f for f in kw["formats"]) or kw["output"]:
+        raise click.UsageError("with --all, give formats without =FILE and use --output-dir")
+    kw = {**kw, "formats": (), "output": None}
+    _prepare_gate(kw)
+    out_dir = output_dir or "."
+    os.makedirs(out_dir, exist_ok=True)
+    store = _store(root)
+    options = _scan_options(kw)
+    rows, worst = [], 0
+    images = store.images()
+    with Progress("auditing", len(images)) as bar:
+        for img in images:
+            label = img.names[0] if img.names else img.short_id
+            try:
+                report = Scanner(_analyzer_names(kw["analyzers"]), options,
+                                 jobs=kw["jobs"]).scan_image(store, img)
+            except ImgscanError as e:
+                rows.append([label, img.short_id, "-", "error: " + str(e)[:40], "-"])
+                worst = max(worst, 3)
+                bar.advance(label)
+                continue
+            base = os.path.join(out_dir, _safe_name(label))
+            specs = [f"{f}={base}.{_EXTENSIONS.get(f, f)}" for f in formats]
+            code = _gate_and_write(report, kw, formats=specs)
+            counts = {}
+            for f in report.findings:
+                counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
+            summary = " ".join(f"{k}:{counts[k]}" for k in
+                               ("critical", "high", "medium", "low", "info") if k in counts)
+            rows.append([label, img.short_id, len(report.packages), summary or "none",
+                         "FAIL" if code == 1 else "pass"])
+            worst = max(worst, code)
+            bar.advance(label)
+    click.echo(tabulate(rows, headers=["IMAGE", "ID", "PACKAGES", "FINDINGS", "GATE"]))
+    click.echo(f"reports in {os.path.abspath(out_dir)}")
+    return worst
+
+
+def _scan_atomic(scanin: str, scanout: str, kw: dict[str, Any]) -> int:
+    """``atomic scan`` scanner mode: /scanin/<id> rootfs dirs in, /scanout/<id>/json out."""
+    from imgscan.scan import Scanner
+
+    _registry_opts(kw)
+    kw = {**kw, "formats": (), "output": None}
+    _prepare_gate(kw)
+    options = _scan_options(kw)
+    worst = 0
+    for name in sorted(os.listdir(scanin)):
+        target = os.path.join(scanin, name)
+        if not os.path.isdir(target):
+            continue
+        dest = os.path.join(scanout, name)
+        os.makedirs(dest, exist_ok=True)
+        try:
+            report = Scanner(_analyzer_names(kw["analyzers"]), options,
+                             jobs=kw["jobs"]).scan_dir(target)
+        except ImgscanError as e:
+            from imgscan.reports.atomic import failure_document
+
+            with open(os.path.join(dest, "json"), "w") as f:
+                json.dump(failure_document(f"/scanin/{name}", str(e)), f, indent=2)
+            worst = max(worst, 3)
+            continue
+        report.image = dataclasses.replace(report.image, name=name)
+        code = _gate_and_write(report, kw, formats=[f"atomic={dest}/json"])
+        worst = max(worst, code)
+    return worst
 
 
 @main.command()
@@ -599,6 +740,31 @@ def tags(repository: str, fmt: str, **kw: Any) -> None:
 
     found = list_tags(repository[len("docker://"):], **_registry_opts(kw))
     click.echo(json.dumps(found, indent=2) if fmt == "json" else "\n".join(found))
+
+
+@main.command()
+@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False,
+              exists=True), help="Extra rule directory (repeatable).")
+@click.option("--disable-rule", "disabled_rules", multiple=True, metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def rules(rule_dirs: Sequence[str], disabled_rules: Sequence[str], fmt: str) -> None:
+    """List the secret rules: built-in ones and those of --rules directories.
+
+    \b
+    Example:
+      imgscan rules --rules ./my-rules --disable-rule generic-password
+    """
+    from imgscan.secrets.rules import load_rules
+
+    rows = load_rules(tuple(rule_dirs), tuple(disabled_rules)).listing()
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from tabulate import tabulate
+
+    click.echo(tabulate([[r["id"], r["severity"], r["title"], r["source"]] for r in rows],
+                        headers=["ID", "SEVERITY", "TITLE", "SOURCE"]))
 
 
 @main.command("analyzers")

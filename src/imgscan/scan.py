@@ -108,9 +108,13 @@ class Scanner:
             layers.append(_Layer(ref, store.diff_path(chain), load_index(store.index_path(chain))))
         cache = LayerCache(store.path("cache"))
         dispatcher = Dispatcher(self.file_analyzers, self.options, self.jobs)
+        from imgscan.progress import Progress
+
         try:
-            for layer in layers:
-                self._analyze_layer(layer, dispatcher, cache)
+            with Progress(f"scanning {image.short_id}", len(layers)) as bar:
+                for layer in layers:
+                    self._analyze_layer(layer, dispatcher, cache)
+                    bar.advance(f"layer {layer.ref.index}")
         finally:
             dispatcher.close()
         self._add_calls(dispatcher)

@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Sequence
 
@@ -84,16 +85,18 @@ def fuse_mount(store_root: str, lowers_rel: Sequence[str], target: str) -> None:
     if exe is None:
         raise MountError("fuse-overlayfs is not installed")
     opts = overlay_options(lowers_rel)
-    proc = subprocess.run(
-        [exe, "-o", f"{opts},ro", target],
-        cwd=store_root,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise MountError(f"fuse-overlayfs failed: {proc.stderr.strip() or proc.returncode}")
+    # fuse-overlayfs daemonizes: its daemon inherits our stdout/stderr, so they must not be
+    # pipes (reading them would wait for the daemon to exit); errors go to a temp file
+    with tempfile.TemporaryFile(mode="w+") as err:
+        try:
+            proc = subprocess.run([exe, "-o", f"{opts},ro", target], cwd=store_root,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=err, timeout=30, check=False)
+        except subprocess.TimeoutExpired:
+            raise MountError("fuse-overlayfs did not answer within 30 s") from None
+        if proc.returncode != 0:
+            err.seek(0)
+            raise MountError(f"fuse-overlayfs failed: {err.read().strip() or proc.returncode}")
 
 
 def unmount(target: str, detach: bool = False) -> None:
@@ -102,7 +105,8 @@ def unmount(target: str, detach: bool = False) -> None:
         err = ctypes.get_errno()
         if err == errno.EPERM and shutil.which("fusermount3"):
             proc = subprocess.run(["fusermount3", "-u", *(["-z"] if detach else []), target],
-                                  capture_output=True, text=True, check=False, timeout=30)
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, check=False, timeout=30)
             if proc.returncode == 0:
                 return
         raise OSError(err, os.strerror(err), target)

@@ -372,10 +372,22 @@ class Store:
             chain, layer = item
             return chain, self._stage_layer(img, staging, chain, layer, parents[chain])
 
-        if len(todo) == 1 or self.jobs == 1:
-            return dict(one(t) for t in todo)
-        with ThreadPoolExecutor(max_workers=min(self.jobs, len(todo))) as pool:
-            return dict(pool.map(one, todo))
+        from imgscan.progress import Progress
+
+        with Progress("importing layers", len(todo)) as bar:
+            if len(todo) == 1 or self.jobs == 1:
+                out = {}
+                for t in todo:
+                    chain, rec = one(t)
+                    out[chain] = rec
+                    bar.advance()
+                return out
+            out = {}
+            with ThreadPoolExecutor(max_workers=min(self.jobs, len(todo))) as pool:
+                for chain, rec in pool.map(one, todo):
+                    out[chain] = rec
+                    bar.advance()
+            return out
 
     def _stage_layer(self, img: SourceImage, staging: str, chain: str, layer: LayerInfo,
                      parent: str | None) -> LayerRecord:

@@ -76,6 +76,21 @@ def atomic_result(report: Report, scan_type: str = "imgscan",
     }
 
 
+def failure_document(uuid: str, message: str) -> dict[str, Any]:
+    """The result of a target that could not be scanned (``Successful`` "false"), so that
+    atomic reports the failure instead of a clean image."""
+    now = datetime.now(UTC).isoformat()
+    return {
+        "Scanner": "imgscan",
+        "Time": now,
+        "Scan Type": "imgscan",
+        "Finished Time": now,
+        "UUID": uuid,
+        "Successful": "false",
+        "Custom": {"error": message},
+    }
+
+
 class AtomicWriter(Writer):
     format_name = "atomic"
     extension = ""  # atomic wants the file to be named ``json``

@@ -209,6 +209,12 @@ def write_file(report: Report, name: str, path: Path,
     surrogates from undecodable file names) is written as backslash escapes."""
     text = render(report, name, options)
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # /dev/null, /dev/stdout, a FIFO: write into it; renaming over it would replace the
+        # device node itself with a regular file
+        with open(path, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
+            f.write(text)
+        return
     parent = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:
