@@ -39,14 +39,19 @@ def trivy_bin() -> str:
     return found[0]
 
 
-def trivy_cmd(trivy: str, inp: str, cache: str, out: str = "/dev/null") -> list[str]:
+# Reports go to a regular file in the work dir, not /dev/null: an imgscan before 6849354
+# replaced /dev/null with a regular file when asked to write its report there.
+SINK = os.path.join(common.WORK, "scan-report.out")
+
+
+def trivy_cmd(trivy: str, inp: str, cache: str, out: str = SINK) -> list[str]:
     # --scanners '' : list packages only; no vulnerability DB is needed or fetched.
     return [trivy, "image", "--input", inp, "--scanners", "", "--list-all-pkgs",
             "--format", "json", "--offline-scan", "--skip-db-update", "--quiet",
             "--cache-dir", cache, "-o", out]
 
 
-def imgscan_scan(ref: str, root: str, out: str = "/dev/null") -> list[str]:
+def imgscan_scan(ref: str, root: str, out: str = SINK) -> list[str]:
     return imgscan_cmd("scan", ref, "--root", root, "--analyzers", ANALYZERS,
                        "--format", "json", "-o", out)
 
@@ -152,10 +157,10 @@ a fifth layer with {len(scanimage.PIP_DISTS)} pip-installed distributions under
 as an OCI layout. Both tools read the same OCI layout directory.
 
 - imgscan: `imgscan scan oci:LAYOUT:{tag} --root R --analyzers {ANALYZERS} --format json
-  -o /dev/null`; cold = empty store (so the time includes importing the image), warm = the
+  -o FILE`; cold = empty store (so the time includes importing the image), warm = the
   same command again (image and per-layer results already in the store).
 - Trivy ({tver}): `trivy image --input LAYOUT --scanners '' --list-all-pkgs --format json
-  --offline-scan --skip-db-update --quiet --cache-dir C -o /dev/null`; cold = empty cache
+  --offline-scan --skip-db-update --quiet --cache-dir C -o FILE`; cold = empty cache
   dir, warm = the same cache again. With `--scanners ''` Trivy lists OS and language packages
   without any vulnerability DB: nothing is downloaded.
 
