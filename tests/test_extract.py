@@ -157,3 +157,13 @@ def test_gnu_and_ustar_formats(tmp_path):
         extract_layer(io.BytesIO(layer_tar([F("x/" + "n" * 90, b"ok")], fmt=fmt)), str(dest),
                       as_root=True)
         assert (dest / "x" / ("n" * 90)).read_bytes() == b"ok"
+
+
+@pytest.mark.parametrize("as_root", [True, False])
+def test_whiteouts_over_entries_of_the_same_layer_and_repeated_markers(tmp_path, as_root):
+    dest, res = extract(tmp_path, [D("etc"), F("etc/a", "1"), WH("etc/a"), WH("etc/a"),
+                                   D("opt"), OPQ("opt"), OPQ("opt"), F("etc/b", "x"),
+                                   F("etc/b", "y")], as_root=as_root)
+    assert (dest / "etc/b").read_text() == "y"
+    kinds = {(e.path, e.kind) for e in res.entries}
+    assert ("etc/a", FileKind.WHITEOUT) in kinds and ("etc/a", FileKind.FILE) not in kinds

@@ -94,7 +94,10 @@ _worker_analyzers: list[Analyzer] = []
 
 
 def _init_worker(classes: Sequence[type[Analyzer]], options: ScanOptions) -> None:
+    from imgscan.procs import die_with_parent
+
     global _worker_analyzers
+    die_with_parent()
     _worker_analyzers = [c(options) for c in classes]
 
 

@@ -110,6 +110,9 @@ class BlobSource(ABC):
 
     #: a short human name for error messages ("oci layout ./dir", "registry host/repo")
     description: str = "image source"
+    #: can a forked process open blobs independently (files opened per blob or read with
+    #: pread)? The store then extracts layers in parallel processes.
+    fork_safe: bool = True
 
     @abstractmethod
     def open_blob(self, digest: str) -> BinaryIO:

@@ -119,7 +119,12 @@ class _Extractor:
 
     # -- entries ---------------------------------------------------------------------------
     def _remove_existing(self, pfd: int, name: str, relpath: str, keep_dir: bool) -> bool:
-        """Make room for a new entry (last entry wins). Returns True if a directory stays."""
+        """Make room for a new entry (last entry wins). Returns True if a directory stays.
+
+        The layer directory starts empty, so only a path this layer already wrote can be
+        there: anything else needs no system call."""
+        if relpath not in self.index and relpath not in self.dir_attrs:
+            return False
         try:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -239,7 +244,7 @@ class _Extractor:
                 finally:
                     os.close(fd)
             else:
-                self._write_marker(pfd, name)
+                self._write_marker(pfd, name, relpath)
             return
         if name.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
             return  # AUFS metadata such as .wh..wh.plnk: not content
@@ -250,18 +255,18 @@ class _Extractor:
             raise UnsafeLayerError(f"whiteout {member.name!r} names {target!r}")
         deleted = f"{parent}/{target}" if parent else target
         pfd = self.dir_fd(parent, create=True)
-        self.index.pop(deleted, None)
-        self.index[relpath] = FileInfo(deleted, FileKind.WHITEOUT, mode=0, uid=member.uid,
-                                       gid=member.gid)
         if self.as_root:
             self._remove_existing(pfd, target, deleted, keep_dir=False)
             os.mknod(target, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
             os.chown(target, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
         else:
-            self._write_marker(pfd, name)
+            self._write_marker(pfd, name, relpath)
+        self.index.pop(deleted, None)
+        self.index[relpath] = FileInfo(deleted, FileKind.WHITEOUT, mode=0, uid=member.uid,
+                                       gid=member.gid)
 
-    def _write_marker(self, pfd: int, name: str) -> None:
-        self._remove_existing(pfd, name, name, keep_dir=False)
+    def _write_marker(self, pfd: int, name: str, relpath: str) -> None:
+        self._remove_existing(pfd, name, relpath, keep_dir=False)
         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
                          dir_fd=pfd))
 

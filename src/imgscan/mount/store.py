@@ -54,7 +54,32 @@ def _fault(point: str) -> None:
     if os.environ.get("IMGSCAN_CRASH_AT") == point:
         import signal
 
+        if _IN_WORKER:  # a layer worker: the pull as a whole dies, as with a real kill -9
+            os.kill(os.getppid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+#: set in the forked processes that extract layers in parallel
+_IN_WORKER = False
+#: what a forked layer worker needs: (store, image, staging dir, parents); set before forking
+_FORK_JOB: tuple[Any, ...] | None = None
+
+
+def _worker_init() -> None:
+    """Layer workers die with the pull that forked them (PR_SET_PDEATHSIG): a pull killed
+    with SIGKILL must not leave orphans extracting into a staging directory."""
+    global _IN_WORKER
+    _IN_WORKER = True
+    from imgscan.procs import die_with_parent
+
+    die_with_parent()
+
+
+def _stage_in_worker(item: tuple[str, Any]) -> tuple[str, LayerRecord]:
+    assert _FORK_JOB is not None
+    store, img, staging, parents = _FORK_JOB
+    chain, layer = item
+    return chain, store._stage_layer(img, staging, chain, layer, parents[chain])
 
 
 def default_root() -> str:
@@ -373,24 +398,44 @@ class Store:
             chain, layer = item
             return chain, self._stage_layer(img, staging, chain, layer, parents[chain])
 
-        from concurrent.futures import ThreadPoolExecutor
-
         from imgscan.progress import Progress
 
+        out: dict[str, LayerRecord] = {}
         with Progress("importing layers", len(todo)) as bar:
             if len(todo) == 1 or self.jobs == 1:
-                out = {}
                 for t in todo:
                     chain, rec = one(t)
                     out[chain] = rec
                     bar.advance()
                 return out
-            out = {}
-            with ThreadPoolExecutor(max_workers=min(self.jobs, len(todo))) as pool:
-                for chain, rec in pool.map(one, todo):
-                    out[chain] = rec
-                    bar.advance()
-            return out
+            for chain, rec in self._parallel(img, staging, todo, parents, one):
+                out[chain] = rec
+                bar.advance()
+        return out
+
+    def _parallel(self, img: SourceImage, staging: str, todo: list[tuple[str, LayerInfo]],
+                  parents: dict[str, str | None], one: Any) -> Iterator[tuple[str, LayerRecord]]:
+        """Extract several layers at once. Tar parsing is Python, so threads would queue on
+        the GIL: sources that survive a fork (files read with pread or opened per blob) get
+        one process per core; network sources, whose connection pools must not be shared
+        across a fork, get threads (they mostly wait on the network anyway)."""
+        import concurrent.futures as cf
+        import multiprocessing
+
+        workers = min(self.jobs, len(todo))
+        biggest_first = sorted(todo, key=lambda t: -t[1].size)
+        if getattr(img.source, "fork_safe", True):
+            global _FORK_JOB
+            _FORK_JOB = (self, img, staging, parents)
+            try:
+                with cf.ProcessPoolExecutor(workers, multiprocessing.get_context("fork"),
+                                            initializer=_worker_init) as pool:
+                    yield from pool.map(_stage_in_worker, biggest_first)
+            finally:
+                _FORK_JOB = None
+            return
+        with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+            yield from pool.map(one, biggest_first)
 
     def _stage_layer(self, img: SourceImage, staging: str, chain: str, layer: LayerInfo,
                      parent: str | None) -> LayerRecord:

@@ -24,6 +24,9 @@ _MAX_INDEX_DEPTH = 4
 class RegistrySource(BlobSource):
     """Blobs of one repository. Thread-safe: each ``open_blob`` has its own connection."""
 
+    #: a connection pool must not be shared with a forked child: extract in threads
+    fork_safe = False
+
     def __init__(self, client: RegistryClient, repository: str) -> None:
         self.client = client
         self.repository = repository
