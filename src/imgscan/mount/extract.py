@@ -68,6 +68,7 @@ class _Extractor:
         self.root_fd = os.open(dest, _DIR_FLAGS)
         self.index: dict[str, FileInfo] = {}
         self.dir_attrs: dict[str, FileInfo] = {}
+        self.whiteout_nodes: set[str] = set()  # 0/0 devices written for whiteouts
         self._fd_cache: OrderedDict[str, int] = OrderedDict()
 
     # -- directory descriptors -------------------------------------------------------------
@@ -123,7 +124,8 @@ class _Extractor:
 
         The layer directory starts empty, so only a path this layer already wrote can be
         there: anything else needs no system call."""
-        if relpath not in self.index and relpath not in self.dir_attrs:
+        if relpath not in self.index and relpath not in self.dir_attrs and \
+                relpath not in self.whiteout_nodes:
             return False
         try:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
@@ -259,6 +261,7 @@ class _Extractor:
             self._remove_existing(pfd, target, deleted, keep_dir=False)
             os.mknod(target, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
             os.chown(target, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
+            self.whiteout_nodes.add(deleted)
         else:
             self._write_marker(pfd, name, relpath)
         self.index.pop(deleted, None)
