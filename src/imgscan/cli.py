@@ -166,9 +166,13 @@ def _scan_options(kw: dict[str, Any]) -> Any:
     """ScanOptions from the command line; secret rules are loaded now so that a bad rule
     file is a usage error (exit 2) before anything is pulled or scanned."""
     from imgscan.analyzers.interface import ScanOptions
-    from imgscan.secrets.rules import load_rules
 
-    load_rules(tuple(kw["rule_dirs"]), tuple(kw["disabled_rules"]))
+    names = _analyzer_names(kw["analyzers"])
+    if kw["rule_dirs"] or kw["disabled_rules"] or names is None or \
+            any(n.startswith("secrets") for n in names):
+        from imgscan.secrets.rules import load_rules
+
+        load_rules(tuple(kw["rule_dirs"]), tuple(kw["disabled_rules"]))
     return ScanOptions(
         scan_binaries=kw["scan_binaries"],
         hidden=not kw["no_hidden"],

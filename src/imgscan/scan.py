@@ -25,7 +25,7 @@ from imgscan.analyzers.interface import (
     PostAnalyzer,
     ScanOptions,
 )
-from imgscan.analyzers.registry import LoadedPlugin, load_all, select
+from imgscan.analyzers.registry import LoadedPlugin, load_all, load_selected, select
 from imgscan.model import (
     AnalyzerRef,
     Finding,
@@ -76,11 +76,20 @@ class Scanner:
                  options: ScanOptions | None = None, jobs: int | None = None,
                  plugins: Sequence[LoadedPlugin] | None = None) -> None:
         self.options = options or ScanOptions()
-        loaded = list(plugins) if plugins is not None else load_all()
-        if analyzers:
-            wanted = list(dict.fromkeys([*analyzers, *(a for a in ALWAYS
-                                                      if a in {p.name for p in loaded})]))
-            loaded = select(loaded, wanted)
+        if plugins is not None:
+            loaded = list(plugins)
+            if analyzers:
+                wanted = list(dict.fromkeys([*analyzers, *(a for a in ALWAYS
+                                                          if a in {p.name for p in loaded})]))
+                loaded = select(loaded, wanted)
+        elif analyzers:
+            from imgscan.analyzers.registry import find_plugins
+
+            present = {s.entry_point for s in find_plugins()}
+            loaded = load_selected(list(dict.fromkeys(
+                [*analyzers, *(a for a in ALWAYS if a in present)])))
+        else:
+            loaded = load_all()
         self.plugins = loaded
         self.file_analyzers: list[Analyzer] = [
             p.cls(self.options) for p in loaded if not p.is_post  # type: ignore[misc]

@@ -46,13 +46,11 @@ class LoadedPlugin:
 def find_plugins() -> list[PluginSpec]:
     """Entry points of the group, de-duplicated and sorted; nothing is imported."""
     seen: dict[tuple[str, str], PluginSpec] = {}
-    for dist in metadata.distributions():
-        for ep in dist.entry_points:
-            if ep.group != GROUP:
-                continue
-            name = dist.metadata.get("Name", "?")
-            spec = PluginSpec(ep.name, ep.value, name, dist.version or "")
-            seen.setdefault((ep.name, ep.value), spec)
+    for ep in metadata.entry_points(group=GROUP):
+        dist = ep.dist
+        name = dist.metadata.get("Name", "?") if dist is not None else "?"
+        version = (dist.version or "") if dist is not None else ""
+        seen.setdefault((ep.name, ep.value), PluginSpec(ep.name, ep.value, name, version))
     return sorted(seen.values(), key=lambda s: s.entry_point)
 
 
@@ -92,6 +90,20 @@ def load_all(specs: Iterable[PluginSpec] | None = None) -> list[LoadedPlugin]:
             )
         names[p.name] = p
     return sorted(names.values(), key=lambda p: p.name)
+
+
+def load_selected(wanted: Sequence[str] | None) -> list[LoadedPlugin]:
+    """Load only the analyzers asked for. Entry points are named after their analyzer, so
+    the others are never imported (a dpkg-only scan does not pay for pyelftools); when a
+    name matches no entry point, everything is loaded to look for it by its class name."""
+    specs = find_plugins()
+    if wanted:
+        chosen = [s for s in specs if s.entry_point in wanted]
+        if {s.entry_point for s in chosen} >= set(wanted):
+            loaded = load_all(chosen)
+            if {p.name for p in loaded} >= set(wanted):
+                return select(loaded, wanted)
+    return select(load_all(specs), wanted)
 
 
 def select(plugins: Sequence[LoadedPlugin], wanted: Sequence[str] | None) -> list[LoadedPlugin]:
