@@ -42,6 +42,16 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _COPY_CHUNK = 1 << 20
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: read once at import: os.umask can only be read by setting it, which races with threads
+_UMASK = _read_umask()
+
+
 @dataclass
 class ExtractResult:
     entries: list[FileInfo]
@@ -69,6 +79,7 @@ class _Extractor:
         self.index: dict[str, FileInfo] = {}
         self.dir_attrs: dict[str, FileInfo] = {}
         self.whiteout_nodes: set[str] = set()  # 0/0 devices written for whiteouts
+        self.umask = _UMASK
         self._fd_cache: OrderedDict[str, int] = OrderedDict()
 
     # -- directory descriptors -------------------------------------------------------------
@@ -159,15 +170,38 @@ class _Extractor:
             self._whiteout(member, relpath, parent, name)
             return
         pfd = self.dir_fd(parent, create=True)
+        mode = member.mode & 0o7777
+        mtime = int(member.mtime)
+        if member.isreg():  # the hot path: one FileInfo, as few system calls as possible
+            info = FileInfo(relpath, FileKind.FILE, mode, member.uid, member.gid, member.size,
+                            "", mtime, xattrs) if xattrs else \
+                FileInfo(relpath, FileKind.FILE, mode, member.uid, member.gid, member.size, "",
+                         mtime)
+            self._remove_existing(pfd, name, relpath, keep_dir=False)
+            # created with its final permissions when the umask keeps them; setuid/setgid
+            # bits are set after the chown, which would clear them
+            plain = not mode & 0o7000 and not mode & self.umask
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, mode if plain else 0o600, dir_fd=pfd)
+            try:
+                if member.size:
+                    src = tar.extractfile(member)
+                    if src is not None:
+                        _copy(src, fd)
+                self._set_attrs_fd(fd, info, chmod=not plain)
+            finally:
+                os.close(fd)
+            self.index[relpath] = info
+            return
         info = FileInfo(
             path=relpath,
             kind=FileKind.FILE,
-            mode=stat.S_IMODE(member.mode),
+            mode=mode,
             uid=member.uid,
             gid=member.gid,
             size=0,
             linkname="",
-            mtime=int(member.mtime),
+            mtime=mtime,
             xattrs=xattrs,
         )
         if member.isdir():
@@ -176,18 +210,6 @@ class _Extractor:
                 os.mkdir(name, 0o700, dir_fd=pfd)
             info = _replace(info, kind=FileKind.DIR)
             self.dir_attrs[relpath] = info
-        elif member.isreg():
-            self._remove_existing(pfd, name, relpath, keep_dir=False)
-            info = _replace(info, size=member.size)
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600, dir_fd=pfd)
-            try:
-                src = tar.extractfile(member)
-                if src is not None:
-                    _copy(src, fd)
-                self._set_attrs_fd(fd, info)
-            finally:
-                os.close(fd)
         elif member.issym():
             self._remove_existing(pfd, name, relpath, keep_dir=False)
             info = _replace(info, kind=FileKind.SYMLINK, linkname=member.linkname)
@@ -279,11 +301,13 @@ class _Extractor:
             os.chown(name, info.uid, info.gid, dir_fd=pfd, follow_symlinks=False)
         os.utime(name, (info.mtime, info.mtime), dir_fd=pfd, follow_symlinks=False)
 
-    def _set_attrs_fd(self, fd: int, info: FileInfo) -> None:
+    def _set_attrs_fd(self, fd: int, info: FileInfo, chmod: bool = True) -> None:
         if self.as_root:
             os.fchown(fd, info.uid, info.gid)
-        os.fchmod(fd, info.mode)
-        _apply_xattrs(lambda k, v: os.setxattr(fd, k, v), info)
+        if chmod:
+            os.fchmod(fd, info.mode)
+        if info.xattrs:
+            _apply_xattrs(lambda k, v: os.setxattr(fd, k, v), info)
         os.utime(fd, (info.mtime, info.mtime))
 
     def _set_attrs_path(self, name: str, pfd: int, info: FileInfo) -> None:
@@ -329,8 +353,10 @@ def _apply_xattrs(setter: Callable[[str, bytes], None], info: FileInfo) -> None:
 
 
 def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
-    out = {}
-    for key, value in (member.pax_headers or {}).items():
+    out: dict[str, bytes] = {}
+    if not member.pax_headers:
+        return out
+    for key, value in member.pax_headers.items():
         if key.startswith("SCHILY.xattr."):
             name = key[len("SCHILY.xattr."):]
             raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -454,9 +455,11 @@ class Store:
                 open_decompressed(raw, what), layer.diff_id, f"{what}: diff_id",
                 max_bytes=self.limits.max_bytes,
             )
-            stream: Any = tar_stream
+            # tarfile reads 10 KiB at a time: a buffer serves those reads in C, while the
+            # decompressor and the hashes below it work on 1 MiB chunks
+            stream: Any = io.BufferedReader(_RawReader(tar_stream), 1 << 20)
             if os.environ.get("IMGSCAN_CRASH_AT") == "extract":
-                stream = _CrashAfter(tar_stream, 256 << 10)
+                stream = _CrashAfter(stream, 256 << 10)
             result = extract_layer(stream, os.path.join(ldir, "diff"), self.limits)
             tar_stream.drain()
             if isinstance(raw, HashingReader):
@@ -676,6 +679,22 @@ class Store:
         self.empty_trash()
         self.drop_cache_for(doomed)
         return doomed
+
+
+class _RawReader(io.RawIOBase):
+    """Lets ``io.BufferedReader`` sit on any object with ``read``."""
+
+    def __init__(self, src: Any) -> None:
+        self.src = src
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        data = self.src.read(len(buf))
+        n = len(data)
+        buf[:n] = data
+        return n
 
 
 class _CrashAfter:
