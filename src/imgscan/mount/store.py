@@ -409,34 +409,36 @@ class Store:
                     out[chain] = rec
                     bar.advance()
                 return out
-            for chain, rec in self._parallel(img, staging, todo, parents, one):
+            for chain, rec in self._parallel(img, staging, todo, parents):
                 out[chain] = rec
                 bar.advance()
         return out
 
     def _parallel(self, img: SourceImage, staging: str, todo: list[tuple[str, LayerInfo]],
-                  parents: dict[str, str | None], one: Any) -> Iterator[tuple[str, LayerRecord]]:
-        """Extract several layers at once. Tar parsing is Python, so threads would queue on
-        the GIL: sources that survive a fork (files read with pread or opened per blob) get
-        one process per core; network sources, whose connection pools must not be shared
-        across a fork, get threads (they mostly wait on the network anyway)."""
+                  parents: dict[str, str | None]) -> Iterator[tuple[str, LayerRecord]]:
+        """Extract several layers at once, one process per core: tar parsing is Python, so
+        threads would queue on the GIL. Sources that survive a fork (files read with pread
+        or opened per blob) are read by the workers directly; a registry, whose connection
+        pool must not be shared across a fork, is downloaded first by threads."""
         import concurrent.futures as cf
         import multiprocessing
 
         workers = min(self.jobs, len(todo))
         biggest_first = sorted(todo, key=lambda t: -t[1].size)
-        if getattr(img.source, "fork_safe", True):
-            global _FORK_JOB
-            _FORK_JOB = (self, img, staging, parents)
-            try:
-                with cf.ProcessPoolExecutor(workers, multiprocessing.get_context("fork"),
-                                            initializer=_worker_init) as pool:
-                    yield from pool.map(_stage_in_worker, biggest_first)
-            finally:
-                _FORK_JOB = None
-            return
-        with cf.ThreadPoolExecutor(max_workers=workers) as pool:
-            yield from pool.map(one, biggest_first)
+        source: Any = img
+        if not getattr(img.source, "fork_safe", True):
+            # a registry: download the blobs first (threads, verified), then extract the
+            # local copies in processes like any file source
+            source = _DownloadedLayers(img, os.path.join(staging, ".blobs"),
+                                       [lay for _, lay in biggest_first], workers)
+        global _FORK_JOB
+        _FORK_JOB = (self, source, staging, parents)
+        try:
+            with cf.ProcessPoolExecutor(workers, multiprocessing.get_context("fork"),
+                                        initializer=_worker_init) as pool:
+                yield from pool.map(_stage_in_worker, biggest_first)
+        finally:
+            _FORK_JOB = None
 
     def _stage_layer(self, img: SourceImage, staging: str, chain: str, layer: LayerInfo,
                      parent: str | None) -> LayerRecord:
@@ -679,6 +681,42 @@ class Store:
         self.empty_trash()
         self.drop_cache_for(doomed)
         return doomed
+
+
+class _DownloadedLayers:
+    """Layer blobs fetched into the staging directory, each verified against its digest as
+    it arrives; ``open_layer`` then reads the local copy (verified again as it is read)."""
+
+    def __init__(self, img: SourceImage, directory: str, layers: list[LayerInfo],
+                 workers: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.img = img
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(self._fetch, layers))
+
+    def _path(self, layer: LayerInfo) -> str:
+        return os.path.join(self.directory, f"layer-{layer.index}")
+
+    def _fetch(self, layer: LayerInfo) -> None:
+        with self.img.open_layer(layer) as src, open(self._path(layer), "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+            if hasattr(src, "drain"):
+                src.drain()
+
+    @contextlib.contextmanager
+    def open_layer(self, layer: LayerInfo) -> Iterator[Any]:
+        from imgscan.images.digest import HashingReader
+
+        with open(self._path(layer), "rb") as f:
+            if layer.digest is None:
+                yield f
+            else:
+                yield HashingReader(f, layer.digest, f"layer {layer.index} ({layer.digest})",
+                                    size=layer.size)
 
 
 class _RawReader(io.RawIOBase):
