@@ -68,8 +68,8 @@ def run(cmd: list[str], env: dict[str, str] | None = None, ok: tuple[int, ...] =
     """Run ``cmd`` to completion; wall time and the child's own peak RSS (os.wait4).
 
     ru_maxrss of wait4 is the largest RSS of that process (for imgscan's worker processes it
-    is the largest one of them only, see peak_tree_rss for the sum)."""
-    out = open(log, "ab") if log else subprocess.DEVNULL
+    is the largest one of them only; tree_mb is the sampled sum)."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=out, stderr=out, env=env)
     sampler = _Sampler(p.pid)

@@ -38,8 +38,18 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _ls_common import (  # noqa: E402
-    GITLEAKS, HERE, SRC, TRIVY, WORK, imgscan_env, machine, med, run, write_section)
+from _ls_common import (
+    GITLEAKS,
+    HERE,
+    SRC,
+    TRIVY,
+    WORK,
+    imgscan_env,
+    machine,
+    med,
+    run,
+    write_section,
+)
 
 LANG = os.path.join(HERE, "lang")
 PYSITE = "usr/local/lib/python3.11/site-packages"
@@ -144,21 +154,25 @@ def build_image(work: str) -> tuple[str, str]:
 
 
 def truth(work: str) -> dict[str, int]:
-    """Counts from the package managers themselves, for the comparison table."""
+    """Counts from the package managers themselves, for the comparison table: dist-info
+    directories (setuptools vendors 12 with their own dist-info), ``npm ls --all``, and
+    ``go version -m`` over the whole tree (typescript 7 ships a Go binary in node_modules)."""
     stage = os.path.join(work, "stage")
-    py = os.path.join(stage, "python", PYSITE)
-    n_py = sum(1 for n in os.listdir(py) if n.endswith(".dist-info"))
+    n_py = sum(1 for dp, ds, _ in os.walk(os.path.join(stage, "python"))
+               for d in ds if d.endswith(".dist-info")
+               and os.path.exists(os.path.join(dp, d, "METADATA")))
     app = os.path.join(stage, "node", "app")
     ls = subprocess.run(["npm", "ls", "--all", "--parseable", "--prefix", app],
                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
     n_npm = len(set(ls.split())) - 1  # minus the root project
-    gobin = os.path.join(stage, "go", "usr", "local", "bin")
+    out = subprocess.run(["go", "version", "-m", stage], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True).stdout
     n_go = 0
-    for b in sorted(os.listdir(gobin)):
-        out = subprocess.run(["go", "version", "-m", os.path.join(gobin, b)],
-                             stdout=subprocess.PIPE, text=True).stdout
-        n_go += 1 + sum(1 for line in out.splitlines()
-                        if line.split("\t")[1:2] in (["mod"], ["dep"]))  # + stdlib
+    for line in out.splitlines():
+        if not line.startswith("\t"):
+            n_go += 1  # a binary: its stdlib
+        elif line.split("\t")[1:2] in (["mod"], ["dep"]):
+            n_go += 1
     return {"pypi": n_py, "npm": n_npm, "golang": n_go}
 
 
@@ -204,7 +218,13 @@ def main() -> int:
     os.makedirs(out, exist_ok=True)
     log = os.path.join(out, "log.txt")
     env = imgscan_env()
-    names = ["imgscan cold", "imgscan warm", "trivy cold", "trivy warm"]
+    merged = os.path.join(args.work, "merged")
+    if not os.path.isdir(merged):
+        os.makedirs(merged)
+        for n in ("python", "node", "go"):
+            sh(["cp", "-al", os.path.join(args.work, "stage", n, "."), merged])
+    names = ["imgscan cold", "imgscan warm", "trivy cold", "trivy warm", "imgscan dir:",
+             "trivy rootfs"]
     res: dict[str, list] = {n: [] for n in names}
     for r in range(args.runs):
         store = tempfile.mkdtemp(prefix="imgscan-store-", dir=args.work)
@@ -218,6 +238,19 @@ def main() -> int:
         res["imgscan warm"].append(run(scan, env, log=log))
         res["trivy warm"].append(run(trivy_cmd(archive, cache, os.path.join(out, "trivy.json")),
                                      log=log))
+        shutil.rmtree(store)
+        shutil.rmtree(cache)
+        store = tempfile.mkdtemp(prefix="imgscan-store-", dir=args.work)
+        cache = tempfile.mkdtemp(prefix="trivy-cache-", dir=args.work)
+        res["imgscan dir:"].append(run(
+            [sys.executable, "-m", "imgscan", "scan", f"dir:{merged}", "--root", store,
+             "--analyzers", ANALYZERS, "--format", "json", "-o",
+             os.path.join(out, "imgscan-dir.json")], env, log=log))
+        res["trivy rootfs"].append(run(
+            [TRIVY, "rootfs", "--format", "json", "--output", os.path.join(out, "trivy-fs.json"),
+             "--list-all-pkgs", "--scanners", "license", "--skip-db-update",
+             "--skip-java-db-update", "--offline-scan", "--cache-dir", cache, "--quiet", merged],
+            log=log))
         shutil.rmtree(store)
         shutil.rmtree(cache)
         print(f"run {r}: " + ", ".join(f"{n} {res[n][-1].seconds:.2f}s" for n in names),
@@ -234,9 +267,13 @@ def main() -> int:
         lines.append(f"| {n} | {m:.2f} | {', '.join(f'{t:.2f}' for t in ts)} | "
                      f"{m / base_t:.2f}x | {med([x.rss_mb for x in res[n]]):.0f} | "
                      f"{med([x.tree_mb for x in res[n]]):.0f} |")
-    counts = ["| type | package manager (truth) | imgscan | Trivy |", "|---|---|---|---|"]
+    ours_d = imgscan_counts(os.path.join(out, "imgscan-dir.json"))
+    theirs_d = trivy_counts(os.path.join(out, "trivy-fs.json"))
+    counts = ["| type | package manager (truth) | imgscan image | Trivy image | imgscan dir: "
+              "| Trivy rootfs |", "|---|---|---|---|---|---|"]
     for t in ("pypi", "npm", "golang", "maven", "cargo"):
-        counts.append(f"| {t} | {want.get(t, 0)} | {ours.get(t, 0)} | {theirs.get(t, 0)} |")
+        counts.append(f"| {t} | {want.get(t, 0)} | {ours.get(t, 0)} | {theirs.get(t, 0)} | "
+                      f"{ours_d.get(t, 0)} | {theirs_d.get(t, 0)} |")
     table = "\n".join(lines) + "\n\n" + "\n".join(counts)
     print(table)
     if args.write:
@@ -256,7 +293,10 @@ def main() -> int:
             f"{ANALYZERS} --format json -o OUT` (cold: new store, includes the import; warm: "
             "the same store again). Trivy: `trivy image --input image.tar --format json "
             "--list-all-pkgs --scanners license --skip-db-update --skip-java-db-update "
-            "--offline-scan --cache-dir DIR --quiet` (cold: empty cache; warm: same cache).\n")
+            "--offline-scan --cache-dir DIR --quiet` (cold: empty cache; warm: same cache). "
+            "The dir: and rootfs rows scan the same three layers unpacked into one directory "
+            "(no import, no layer tar): `imgscan scan dir:TREE ...` and `trivy rootfs ... "
+            "TREE` with the same options.\n")
         write_section("lang", body)
     return 0
 
