@@ -377,7 +377,10 @@ def main() -> int:
             "well-formed secrets in text files (20 per kind). Each tool's whole process, "
             f"runs interleaved (order alternating), median of {args.runs}, fresh cache/store "
             f"per run. Machine: {machine()}.\n\n{table}\n\n"
-            f"Command: `python bench/bench_secrets.py --runs {args.runs} --write`\n\n"
+            f"Command: `python bench/bench_secrets.py --runs {args.runs} --write"
+            + (f" --rootfs-from {args.rootfs_from}" if args.rootfs_from else "")
+            + "` (the tree is built on the first run; --rootfs-from copies a rootfs made by "
+            "the same debootstrap command instead of running it again)\n\n"
             "\"findings\" counts each tool's finding records; in brackets those that are not "
             "on a planted secret (false positives or real findings in the rootfs). Peak RSS "
             "of the process tree is sampled every 50 ms (sum over the "
