@@ -568,3 +568,17 @@ def test_many_dropped_candidates_keep_memory_flat(rules) -> None:
     tracemalloc.stop()
     assert found == []
     assert peak < 2 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_env_names_that_describe_a_secret_are_not_secrets():
+    """Seen in the secrets benchmark: counters and settings named after tokens fired."""
+    from imgscan.secrets.engine import SecretScanner
+    from imgscan.secrets.rules import load_rules
+
+    scanner = SecretScanner(load_rules())
+    quiet = (b"TOKEN_COUNT_226=export-67139\nPASSWORD_MIN_LENGTH=12345678\n"
+             b"SECRET_FILE=/run/secrets/db\nTOKEN_TTL=3600s-maximum\n")
+    assert [m for m in scanner.scan_bytes(quiet, "app/.env")
+            if m.rule.id == "generic-env-secret"] == []
+    loud = b"SECRET_KEY_BASE=8f3kLz9Qw2Xe7Rt5Yu1Io0PaSdFgHjKl\n"
+    assert [m.rule.id for m in scanner.scan_bytes(loud, "app/.env")] == ["generic-env-secret"]
