@@ -579,6 +579,6 @@ def test_env_names_that_describe_a_secret_are_not_secrets():
     quiet = (b"TOKEN_COUNT_226=export-67139\nPASSWORD_MIN_LENGTH=12345678\n"
              b"SECRET_FILE=/run/secrets/db\nTOKEN_TTL=3600s-maximum\n")
     assert [m for m in scanner.scan_bytes(quiet, "app/.env")
-            if m.rule.id == "generic-env-secret"] == []
+            if m.rule_id == "generic-env-secret"] == []
     loud = b"SECRET_KEY_BASE=8f3kLz9Qw2Xe7Rt5Yu1Io0PaSdFgHjKl\n"
-    assert [m.rule.id for m in scanner.scan_bytes(loud, "app/.env")] == ["generic-env-secret"]
+    assert [m.rule_id for m in scanner.scan_bytes(loud, "app/.env")] == ["generic-env-secret"]
