@@ -211,3 +211,18 @@ def test_every_command_has_help_with_an_example():
         assert r.code == 0 and "imgscan " in r.out, cmd
         if cmd not in (["images"], ["store", "check"], ["umount"], ["mount"]):
             assert "Example" in r.out, cmd
+
+
+def test_another_user_can_read_a_store_but_not_change_it(tmp_path, as_nobody):
+    work, run = as_nobody
+    root = os.path.join(work, "store")
+    layout = make_layout(tmp_path / "app", simple_layers())
+    assert imgscan("pull", f"oci:{layout}:v1", root=root).code == 0  # as root
+    r = run("images", "--format", "json", "--root", root)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["names"] == ["localhost/app:v1"]
+    r = run("scan", "localhost/app:v1", "--analyzers", "os-release", "--format", "json",
+            "--root", root)
+    assert r.returncode == 0, r.stderr
+    r = run("tag", "localhost/app:v1", "other:1", "--root", root)
+    assert r.returncode == 3 and "read-only for this user" in r.stderr

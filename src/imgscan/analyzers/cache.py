@@ -83,8 +83,13 @@ class LayerCache:
     def put(self, diff_id: str, name: str, version: int, key: str,
             results: dict[str, AnalysisResult]) -> None:
         path = self._path(diff_id, name, version, key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         doc = {"format": CACHE_FORMAT,
                "results": {p: result_to_json(r) for p, r in sorted(results.items())}}
         raw = json.dumps(doc, separators=(",", ":")).encode("utf-8", "surrogateescape")
-        write_atomic(path, zstandard.ZstdCompressor(level=3).compress(raw))
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_atomic(path, zstandard.ZstdCompressor(level=3).compress(raw))
+        except OSError:
+            # best effort: the layer may have been removed meanwhile (its cache with it),
+            # or the store is read-only to this user; the scan's results stand either way
+            pass

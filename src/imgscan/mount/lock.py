@@ -29,14 +29,27 @@ class StoreLock:
 
     def _open(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                # readable by all: other users may take shared locks (read-only use)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except PermissionError:
+                # a store owned by another user: readers may still share it
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                self.read_only = True
         return self._fd
+
+    read_only = False
 
     @contextlib.contextmanager
     def _locked(self, mode: int) -> Iterator[None]:
         with self._thread_lock:
             fd = self._open()
             if self._depth == 0:
+                if mode == fcntl.LOCK_EX and self.read_only:
+                    from imgscan.errors import StoreError
+
+                    raise StoreError(f"the store at {os.path.dirname(self.path)} is read-only "
+                                     "for this user")
                 fcntl.lockf(fd, mode)
                 self._mode = mode
             elif mode == fcntl.LOCK_EX and self._mode != fcntl.LOCK_EX:

@@ -584,7 +584,7 @@ class Store:
                 with contextlib.suppress(FileNotFoundError):
                     self._to_trash(self.image_dir(img.id))
         self.empty_trash()
-        self.drop_cache_for(doomed)
+        self.drop_stale_cache()
         return targets
 
     def _drop_layer_files(self, chain: str, rec: LayerRecord) -> None:
@@ -594,15 +594,15 @@ class Store:
         with contextlib.suppress(FileNotFoundError):
             self._to_trash(self.layer_path(chain))
 
-    def drop_cache_for(self, chains: Iterable[str]) -> None:
-        """Forget analyzer results of removed layers (keyed by diff_id, shared by chains)."""
+    def drop_stale_cache(self) -> None:
+        """Forget analyzer results of layers no longer in the store (results are keyed by
+        diff_id, which several chains may share, so only unused diff_ids go)."""
         with self.reading() as meta:
             live = {rec.diff_id for rec in meta.layers.values()}
         cache = self.path("cache")
         for name in os.listdir(cache):
             if "sha256:" + name not in live and len(name) == 64:
                 _rmtree(os.path.join(cache, name))
-        _ = chains
 
     # -- check, repair, gc -----------------------------------------------------------------
     def check(self, repair: bool = False) -> list[Problem]:
@@ -679,7 +679,7 @@ class Store:
         for c in doomed:
             self._drop_layer_files(c, old[c])
         self.empty_trash()
-        self.drop_cache_for(doomed)
+        self.drop_stale_cache()
         return doomed
 
 
