@@ -146,17 +146,17 @@ class Scanner:
             raise ImgscanError(f"dir:{path}: not a directory")
         t0 = time.monotonic()
         view = DirView(root)
-        entries = [e.info for e in view.entries()]
-        layer = _Layer(LayerRef(0, "", "rootfs directory"), root, entries)
+        # streamed: a directory of a million files is never held as a list
+        layer = _Layer(LayerRef(0, "", "rootfs directory"), root, [])
         dispatcher = Dispatcher(self.file_analyzers, self.options, self.jobs)
         try:
-            layer.results = dispatcher.run(root, None, entries)
+            layer.results = dispatcher.run(root, None, (e.info for e in view.entries()))
         finally:
             dispatcher.close()
         self._add_calls(dispatcher)
         t1 = time.monotonic()
-        report = self._assemble(view, [layer], {}, t0, t1, attribute=False,
-                                visible={e.path: 0 for e in entries if e.is_regular})
+        visible = {p: 0 for by_path in layer.results.values() for p in by_path}
+        report = self._assemble(view, [layer], {}, t0, t1, attribute=False, visible=visible)
         report.image = ImageSummary(name=f"dir:{path}", source="dir")
         return report
 

@@ -7,12 +7,14 @@ warning for that file and the scan goes on (after Trivy: an analyzer crash is a 
 
 from __future__ import annotations
 
+import collections
+import itertools
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from imgscan.analyzers.interface import (
     DEFAULT_MAX_READ,
@@ -106,16 +108,26 @@ def _work(root: str, layer: LayerRef | None, items: Sequence[WorkItem]
     return analyze_items(root, layer, _worker_analyzers, items)
 
 
-def plan(entries: Sequence[FileInfo], analyzers: Sequence[Analyzer]) -> list[WorkItem]:
-    """Ask every analyzer about every regular file; keep the files someone wants."""
-    items = []
+def plan_iter(entries: Iterable[FileInfo], analyzers: Sequence[Analyzer]
+              ) -> Iterator[WorkItem]:
+    """Ask every analyzer about every regular file; yield the files someone wants."""
     for info in entries:
         if not info.is_regular:
             continue
         wanted = tuple(i for i, a in enumerate(analyzers) if _wants(a, info))
         if wanted:
-            items.append(WorkItem(info, wanted))
-    return items
+            yield WorkItem(info, wanted)
+
+
+def _chunks(items: Iterable[WorkItem], size: int) -> Iterator[list[WorkItem]]:
+    chunk: list[WorkItem] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _wants(a: Analyzer, info: FileInfo) -> bool:
@@ -146,29 +158,50 @@ class Dispatcher:
             )
         return self._pool
 
-    def run(self, root: str, layer: LayerRef | None, entries: Sequence[FileInfo],
+    def run(self, root: str, layer: LayerRef | None, entries: Iterable[FileInfo],
             only: Sequence[str] | None = None) -> Results:
-        """Analyze one layer (or directory). ``only`` limits to these analyzer names."""
+        """Analyze one layer (or directory). ``only`` limits to these analyzer names.
+
+        ``entries`` may be a generator: files are planned and handed out in chunks as they
+        come, with a bounded number of chunks in flight, so memory does not grow with the
+        number of entries (a directory of a million files)."""
         active = [i for i, a in enumerate(self.analyzers) if only is None or a.name in only]
         if not active:
             return {}
         subset = [self.analyzers[i] for i in active]
-        items = plan(entries, subset)
-        # map subset indexes back to the full list for the workers
-        items = [WorkItem(it.info, tuple(active[i] for i in it.analyzers)) for it in items]
         results: Results = {self.analyzers[i].name: {} for i in active}
-        if self.jobs > 1 and len(items) >= PARALLEL_MIN_FILES:
-            pool = self._get_pool()
-            chunks = [items[i:i + CHUNK_FILES] for i in range(0, len(items), CHUNK_FILES)]
-            futures = [pool.submit(_work, root, layer, c) for c in chunks]
-            outcomes = [f.result() for f in futures]
-        else:
-            outcomes = [analyze_items(root, layer, self.analyzers, items)]
-        for res, calls in outcomes:
+
+        def absorb(outcome: tuple[Results, dict[str, int]]) -> None:
+            res, calls = outcome
             for name, by_path in res.items():
                 results.setdefault(name, {}).update(by_path)
             for name, n in calls.items():
                 self.calls[name] = self.calls.get(name, 0) + n
+
+        chunks = _chunks(
+            (WorkItem(it.info, tuple(active[i] for i in it.analyzers))
+             for it in plan_iter(entries, subset)),
+            CHUNK_FILES,
+        )
+        first = next(chunks, None)
+        if first is None:
+            return results
+        second = next(chunks, None) if len(first) == CHUNK_FILES else None
+        if self.jobs <= 1 or second is None or len(first) + len(second) < PARALLEL_MIN_FILES:
+            absorb(analyze_items(root, layer, self.analyzers, first))
+            if second is not None:
+                absorb(analyze_items(root, layer, self.analyzers, second))
+            for chunk in chunks:
+                absorb(analyze_items(root, layer, self.analyzers, chunk))
+            return results
+        pool = self._get_pool()
+        in_flight: collections.deque[Any] = collections.deque()
+        for chunk in itertools.chain([first, second], chunks):
+            in_flight.append(pool.submit(_work, root, layer, chunk))
+            if len(in_flight) >= 2 * self.jobs:
+                absorb(in_flight.popleft().result())
+        while in_flight:
+            absorb(in_flight.popleft().result())
         return results
 
     def close(self) -> None:
