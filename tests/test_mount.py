@@ -270,3 +270,17 @@ def test_mount_command_imports_no_analyzers_or_writers(image):
                                                  "tabulate", "zstandard", "urllib3"))]
     assert heavy == []
     imgscan("umount", name, root=root)
+
+
+def test_a_mount_whose_record_was_lost_is_not_stacked_upon(image):
+    root, _, name = image
+    path = imgscan("mount", name, root=root).out.strip()
+    os.unlink(os.path.join(root, "run", "mounts.json"))  # the record is gone, the mount not
+    check = imgscan("store", "check", root=root)
+    assert check.code == 3 and "stray-mount" in check.out
+    assert imgscan("mount", name, root=root).out.strip() == path
+    stacked = [line for line in open("/proc/self/mountinfo") if line.split()[4] == path]
+    assert len(stacked) == 1
+    assert imgscan("umount", name, root=root).code == 0
+    assert not os.path.ismount(path)
+    assert imgscan("store", "check", root=root).code == 0

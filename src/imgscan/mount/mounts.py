@@ -115,6 +115,7 @@ class MountTable:
             return path, False
         path = self.store.path("run", "mnt", hex_of(image.id)[:12])
         os.makedirs(path, exist_ok=True)
+        _clear_strays(path)
         return path, True
 
     def _do_mount(self, image: ImageRecord, path: str, driver: str, meta: object) -> str:
@@ -249,12 +250,24 @@ class MountTable:
             if mp.startswith(mnt_root + os.sep) and mp not in known:
                 problems.append(Problem("stray-mount", mp, "mounted, but no record knows it"))
                 if repair:
-                    with contextlib.suppress(OSError):
-                        overlay.unmount(mp, detach=True)
+                    _clear_strays(mp)
                     self._cleanup_mountpoint(mp)
         if changed:
             self._save(recs)
         return problems
+
+
+def _clear_strays(path: str, limit: int = 64) -> None:
+    """Detach whatever is mounted on one of the store's own mount points without a record
+    (a store wiped while mounted, a crash between mount and record): mounting on top would
+    stack a new overlay over the stale one."""
+    for _ in range(limit):
+        if path not in overlay.mounted_paths():
+            return
+        try:
+            overlay.unmount(path, detach=True)
+        except OSError:
+            return
 
 
 def _fuse_problem() -> str:
