@@ -128,3 +128,37 @@ def test_registry_errors_are_one_line_exit_3(reg, tmp_path):
     r = imgscan("pull", "--fail-on", "high", f"docker://{reg.host}/team/clean:1.0", NOTLS,
                 root=root)
     assert r.code == 2 and "--vet" in r.err
+
+
+def test_pull_killed_during_download_leaves_the_store_as_it_was(reg, tmp_path):
+    import signal
+    import time
+
+    from clihelp import start
+
+    layout = str(tmp_path / "big")
+    os.makedirs(layout)
+    layers = [Layer(layer_tar([F(f"blob{i}", os.urandom(48 << 20))])) for i in range(2)]
+    write_oci_layout(layout, [ImageSpec(layers, ref_name="latest")])
+    rf.skopeo_push(layout, f"{reg.host}/team/big:1")
+    root = str(tmp_path / "store")
+    proc = start("pull", f"docker://{reg.host}/team/big:1", NOTLS, root=root)
+    staging = os.path.join(root, "staging")
+    deadline = time.monotonic() + 60
+    caught = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        for d in (os.listdir(staging) if os.path.isdir(staging) else []):
+            blobs = os.path.join(staging, d, ".blobs")
+            if os.path.isdir(blobs) and os.listdir(blobs):
+                caught = True
+        if caught:
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert caught and proc.returncode == -signal.SIGKILL
+    assert json.loads(imgscan("images", "--format", "json", root=root).out) == []
+    assert imgscan("store", "check", "--repair", root=root).code == 0
+    assert imgscan("store", "check", root=root).code == 0
+    assert os.listdir(os.path.join(root, "layers")) == []
+    assert imgscan("pull", f"docker://{reg.host}/team/big:1", NOTLS, root=root).code == 0
