@@ -503,11 +503,11 @@ class Store:
                 write_atomic(os.path.join(dest_dir, name),
                              _read(os.path.join(other.image_dir(image.id), name)))
             all_names = self._claim_names(new, image.id, [*image.names, *names])
-            rec = replace(image, names=tuple(all_names), pulled=time.time())
-            new.images[image.id] = rec
+            adopted = replace(image, names=tuple(all_names), pulled=time.time())
+            new.images[image.id] = adopted
             self._write_meta(new)
         self.empty_trash()
-        return rec
+        return adopted
 
     # -- staging and trash -----------------------------------------------------------------
     def _new_staging(self) -> _Staging:
