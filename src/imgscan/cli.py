@@ -595,7 +595,7 @@ def mounts(root: str | None, fmt: str) -> None:
               help="Scan every image in the store (an audit): one report per image in "
               "--output-dir, and a summary table.")
 @click.option("--output-dir", type=click.Path(file_okay=False),
-              help="With --all or --atomic-scanin: where the per-image reports go.")
+              help="With --all: where the per-image reports go (default: here).")
 @click.option("--atomic-scanin", type=click.Path(file_okay=False, exists=True),
               help="atomic scan: scan every rootfs directory under this one (one per image "
               "id, as atomic mounts them)...")
