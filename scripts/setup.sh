@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   skopeo umoci docker-registry apache2-utils
   fuse-overlayfs fuse3
-  rpm golang-go gcc libc6-dev binutils
+  rpm golang-go gcc libc6-dev binutils debootstrap
   checksec libcap2-bin chromium zstd gzip
 )
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)

@@ -258,6 +258,10 @@ class Scanner:
             for k, rows in r.facts.items():
                 merged.facts.setdefault(k, []).extend(rows)
         _apply_fact_updates(merged.facts)
+        if not attribute:  # a plain directory has no layers: no finding may name one
+            merged.findings = [replace(f, location=replace(f.location, layer=None,
+                                                           hidden_by=None))
+                               for f in merged.findings]
         findings = _dedupe([f.with_id() for f in merged.findings])
         t3 = time.monotonic()
         return Report(
