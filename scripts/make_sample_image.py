@@ -7,7 +7,8 @@ few things a scanner must catch: a setuid binary no package owns, a world-writab
 directory, a secret in a file that a later layer deleted (still readable in the image), a
 password in the config's environment, root as the user, and an exposed SSH port.
 
-    python3 scripts/make_sample_image.py sample/layout     # then: imgscan pull oci:sample/layout:demo
+    python3 scripts/make_sample_image.py sample/layout
+    imgscan pull oci:sample/layout:demo
 """
 
 from __future__ import annotations
@@ -22,14 +23,24 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from imgscan.imagebuild import WH, D, F, ImageSpec, L, Layer, layer_tar, write_oci_layout  # noqa: E402
+from imgscan.imagebuild import (
+    WH,
+    D,
+    F,
+    ImageSpec,
+    L,
+    Layer,
+    layer_tar,
+    write_oci_layout,
+)
 
 
 def machine_file(path: str, mode: int | None = None, as_path: str | None = None) -> F:
     with open(path, "rb") as f:
         data = f.read()
     st = os.stat(path)
-    return F((as_path or path).lstrip("/"), data, mode=mode if mode is not None else st.st_mode & 0o7777)
+    return F((as_path or path).lstrip("/"), data,
+             mode=mode if mode is not None else st.st_mode & 0o7777)
 
 
 def dpkg_lists(packages: list[str]) -> list:
@@ -48,7 +59,8 @@ def fake_token(prefix: str, n: int, seed: int) -> str:
 
 
 def build(dest: str) -> None:
-    os_release = "/usr/lib/os-release" if os.path.exists("/usr/lib/os-release") else "/etc/os-release"
+    os_release = ("/usr/lib/os-release" if os.path.exists("/usr/lib/os-release")
+                  else "/etc/os-release")
     base = [
         D("etc"), D("usr/lib"), D("var/lib/dpkg/info"), D("tmp", mode=0o1777),
         machine_file(os_release, as_path="usr/lib/os-release"),
