@@ -284,3 +284,19 @@ def test_a_mount_whose_record_was_lost_is_not_stacked_upon(image):
     assert imgscan("umount", name, root=root).code == 0
     assert not os.path.ismount(path)
     assert imgscan("store", "check", root=root).code == 0
+
+
+def test_a_record_from_before_the_last_boot_is_stale(image):
+    root, _, name = image
+    path = imgscan("mount", name, root=root).out.strip()
+    records = os.path.join(root, "run", "mounts.json")
+    with open(records) as f:
+        doc = json.load(f)
+    for rec in doc.values():
+        rec["boot_id"] = "a-boot-long-ago"
+    with open(records, "w") as f:
+        json.dump(doc, f)
+    assert json.loads(imgscan("mounts", "--format", "json", root=root).out) == []
+    r = imgscan("rmi", name, root=root)  # not blocked by a record from another boot
+    assert r.code == 0, r.err
+    assert not any(line.split()[4] == path for line in open("/proc/self/mountinfo"))

@@ -74,6 +74,16 @@ class MountTable:
         rec = self._load().get(image_id)
         return rec if rec is not None and self._is_live(rec) else None
 
+    def clear_strays_for(self, image_id: str) -> None:
+        """Under the exclusive lock: detach a mount at the image's own mount point that no
+        live record accounts for (a record from before a reboot, a lost record), so that its
+        layers are never removed from under a mount."""
+        path = self.store.path("run", "mnt", hex_of(image_id)[:12])
+        rec = self._load().get(image_id)
+        if rec is not None and self._is_live(rec):
+            return
+        _clear_strays(path)
+
     def records(self) -> list[MountRecord]:
         with self.store.lock.shared():
             mounted = overlay.mounted_paths()

@@ -562,6 +562,7 @@ class Store:
                 if img not in targets:
                     targets.append(img)
             for img in targets:
+                mounts.clear_strays_for(img.id)
                 rec = mounts.record_for(img.id)
                 if rec is not None:
                     if not force:
