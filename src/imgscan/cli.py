@@ -190,7 +190,7 @@ def _analyzer_names(text: str | None) -> list[str] | None:
 def _prepare_gate(kw: dict[str, Any]) -> dict[str, Any]:
     """Parse --format, --fail-on and load the ignore, baseline and policy files up front, so
     that a mistake in any of them is a usage error before anything is pulled or scanned."""
-    from imgscan import policy as pol
+    from imgscan import gate as pol
     from imgscan.reports.interface import plan_outputs
 
     if "_gate" not in kw:
@@ -211,7 +211,7 @@ def _gate_and_write(report: Any, kw: dict[str, Any],
     """Filter (ignore, baseline, policy), write every requested report (``formats``
     overrides --format/--output: per-image files of an audit), return the gate's exit
     code."""
-    from imgscan import policy as pol
+    from imgscan import gate as pol
     from imgscan.reports.interface import WriterOptions, get_writer, plan_outputs, write_file
 
     gate = _prepare_gate(kw)
