@@ -13,12 +13,12 @@ __version__ = "0.1.0"
 __all__ = ["Store", "__version__", "pull", "scan"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from imgscan.mount.store import Store
+    from imgscan.store.store import Store
 
 
 def __getattr__(name: str) -> Any:
     if name == "Store":
-        from imgscan.mount.store import Store
+        from imgscan.store.store import Store
 
         return Store
     if name == "pull":

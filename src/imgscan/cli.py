@@ -232,8 +232,8 @@ def _gate_and_write(report: Any, kw: dict[str, Any],
 
 def _store(root: str | None, max_layer_size: int | None = None,
            max_entries: int | None = None) -> Any:
-    from imgscan.mount.limits import ExtractLimits
-    from imgscan.mount.store import Store
+    from imgscan.store.limits import ExtractLimits
+    from imgscan.store.store import Store
 
     limits = ExtractLimits()
     if max_layer_size or max_entries:

@@ -24,7 +24,7 @@ from imgscan.model import (
     to_jsonable,
     warning_from_dict,
 )
-from imgscan.mount.atomic import write_atomic
+from imgscan.atomic import write_atomic
 
 CACHE_FORMAT = 1
 

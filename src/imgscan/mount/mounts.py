@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from imgscan.errors import MountError
 from imgscan.images.digest import hex_of
 from imgscan.mount import overlay
-from imgscan.mount.atomic import write_json_atomic
+from imgscan.atomic import write_json_atomic
 
 if TYPE_CHECKING:
-    from imgscan.mount.store import ImageRecord, Problem, Store
+    from imgscan.store.store import ImageRecord, Problem, Store
 
 DRIVERS = ("auto", "overlay", "fuse-overlayfs")
 
@@ -91,7 +91,7 @@ class MountTable:
 
     # -- mount and unmount -----------------------------------------------------------------
     def mount(self, ref: str, mountpoint: str | None = None, driver: str = "auto") -> MountRecord:
-        from imgscan.mount.store import resolve_image
+        from imgscan.store.store import resolve_image
 
         if driver not in DRIVERS:
             raise MountError(f"unknown mount driver {driver!r} (one of {', '.join(DRIVERS)})")
@@ -176,7 +176,7 @@ class MountTable:
     def unmount(self, ref_or_path: str, force: bool = False) -> MountRecord | None:
         """Decrement the count of an image's mount; unmount at zero (``force``: now).
         Returns the record as it is after the call (count 0 when unmounted)."""
-        from imgscan.mount.store import resolve_image
+        from imgscan.store.store import resolve_image
 
         with self.store.lock.exclusive():
             recs = self._load()
@@ -231,7 +231,7 @@ class MountTable:
 
     # -- repair ----------------------------------------------------------------------------
     def check_locked(self, repair: bool) -> list[Problem]:
-        from imgscan.mount.store import Problem
+        from imgscan.store.store import Problem
 
         problems = []
         recs = self._load()

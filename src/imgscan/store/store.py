@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from imgscan.errors import ImageError, ImageInUseError, ReferenceError_, StoreError
 from imgscan.images.digest import hex_of
-from imgscan.mount.atomic import write_atomic, write_json_atomic
-from imgscan.mount.limits import ExtractLimits
-from imgscan.mount.lock import OwnerLock, StoreLock, is_abandoned
+from imgscan.atomic import write_atomic, write_json_atomic
+from imgscan.store.limits import ExtractLimits
+from imgscan.store.lock import OwnerLock, StoreLock, is_abandoned
 
 if TYPE_CHECKING:  # imported lazily: `imgscan mount` needs none of the import machinery
     from imgscan.images.interface import LayerInfo, SourceImage
@@ -444,8 +444,8 @@ class Store:
                      parent: str | None) -> LayerRecord:
         from imgscan.images.compression import open_decompressed
         from imgscan.images.digest import HashingReader
-        from imgscan.mount.extract import extract_layer
-        from imgscan.mount.layerindex import save_index
+        from imgscan.store.extract import extract_layer
+        from imgscan.store.layerindex import save_index
 
         ldir = os.path.join(staging, hex_of(chain))
         if os.path.exists(ldir):
