@@ -473,7 +473,9 @@ def rmi(root: str | None, force: bool, images: Sequence[str]) -> None:
     Example:
       imgscan rmi localhost/layout:1.0 3f2a9c1b
     """
-    for rec in _store(root).remove(images, force=force):
+    from imgscan.housekeeping import remove_images
+
+    for rec in remove_images(_store(root), images, force=force):
         click.echo(f"removed {rec.id}")
 
 
@@ -494,7 +496,9 @@ def store_check(root: str | None, repair: bool) -> None:
     Example:
       imgscan store check --repair
     """
-    problems = _store(root).check(repair=repair)
+    from imgscan.housekeeping import check_store
+
+    problems = check_store(_store(root), repair=repair)
     for p in problems:
         state = "repaired" if repair and p.repairable else ("repairable" if p.repairable
                                                             else "needs attention")
@@ -510,7 +514,9 @@ def store_check(root: str | None, repair: bool) -> None:
 @root_option
 def store_gc(root: str | None) -> None:
     """Remove layers that no image uses, and their cached analysis results."""
-    dropped = _store(root).gc()
+    from imgscan.housekeeping import collect_garbage
+
+    dropped = collect_garbage(_store(root))
     click.echo(f"removed {len(dropped)} unused layer(s)")
 
 
