@@ -114,22 +114,11 @@ def check(store: StoreCore, repair: bool = False,
 
 def _check_layers(store: StoreCore, repair: bool) -> list[Problem]:
     """Layer directories and short links against the metadata (under a lock)."""
-    problems = []
     meta = store.meta()
-    known = {hex_of(c) for c in meta.layers}
-    for name in sorted(os.listdir(store.path("layers"))):
-        if name not in known:
-            p = store.path("layers", name)
-            problems.append(Problem("orphan-layer", p, "layer directory not in metadata"))
-            if repair:
-                store.to_trash(p)
-    links = {rec.link for rec in meta.layers.values()}
-    for name in sorted(os.listdir(store.path("l"))):
-        if name not in links:
-            p = store.path("l", name)
-            problems.append(Problem("orphan-link", p, "short link of no layer"))
-            if repair:
-                os.unlink(p)
+    problems = _orphans(store, "layers", {hex_of(c) for c in meta.layers}, "orphan-layer",
+                        "layer directory not in metadata", store.to_trash if repair else None)
+    problems += _orphans(store, "l", {rec.link for rec in meta.layers.values()},
+                         "orphan-link", "short link of no layer", os.unlink if repair else None)
     for chain, rec in sorted(meta.layers.items()):
         d = store.diff_path(chain)
         if not os.path.isdir(d) or not os.path.isfile(store.index_path(chain)):
@@ -146,15 +135,10 @@ def _check_layers(store: StoreCore, repair: bool) -> list[Problem]:
 
 def _check_images(store: StoreCore, repair: bool) -> list[Problem]:
     """Image files and layer chains against the metadata (under a lock)."""
-    problems = []
     meta = store.meta()
-    ids = {hex_of(i) for i in meta.images}
-    for name in sorted(os.listdir(store.path("images"))):
-        if name not in ids:
-            p = store.path("images", name)
-            problems.append(Problem("orphan-image-files", p, "image files not in metadata"))
-            if repair:
-                store.to_trash(p)
+    problems = _orphans(store, "images", {hex_of(i) for i in meta.images},
+                        "orphan-image-files", "image files not in metadata",
+                        store.to_trash if repair else None)
     for img in meta.images.values():
         for c in img.layers:
             if c not in meta.layers:
@@ -163,4 +147,18 @@ def _check_images(store: StoreCore, repair: bool) -> list[Problem]:
         if not os.path.isfile(os.path.join(store.image_dir(img.id), "config.json")):
             problems.append(Problem("missing-config", img.id, "image config missing",
                                     repairable=False))
+    return problems
+
+
+def _orphans(store: StoreCore, folder: str, known: set[str], kind: str, message: str,
+             drop: Callable[[str], None] | None) -> list[Problem]:
+    """Entries of ``folder`` that the metadata does not know; ``drop`` (when repairing)
+    removes each one."""
+    problems = []
+    for name in sorted(os.listdir(store.path(folder))):
+        if name not in known:
+            p = store.path(folder, name)
+            problems.append(Problem(kind, p, message))
+            if drop is not None:
+                drop(p)
     return problems
