@@ -41,6 +41,8 @@ def normalize_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class LayerRecord:
+    """One stored layer, keyed by chain id so that images sharing a base share its files."""
+
     chain_id: str
     diff_id: str
     parent: str | None
@@ -53,6 +55,9 @@ class LayerRecord:
 
 @dataclass(frozen=True)
 class ImageRecord:
+    """One stored image: its names, digests and layer chain, enough to list, scan or mount
+    it without reading its manifest again."""
+
     id: str  # config digest
     names: tuple[str, ...]
     manifest_digest: str
@@ -76,6 +81,8 @@ class ImageRecord:
 
 @dataclass
 class StoreMeta:
+    """The whole ``store.json``: read under a lock, replaced atomically by writers."""
+
     images: dict[str, ImageRecord] = field(default_factory=dict)
     layers: dict[str, LayerRecord] = field(default_factory=dict)
 
