@@ -203,7 +203,7 @@ WORKER = textwrap.dedent('''
     import random, sys
     from imgscan.errors import ImgscanError
     from imgscan.mount.mounts import MountTable
-    from imgscan.mount.store import Store
+    from imgscan.store.store import Store
     root, seed, *names = sys.argv[1:]
     rnd = random.Random(int(seed))
     store = Store(root)

@@ -18,12 +18,12 @@ _API = {"pull", "scan", "audit", "scan_atomic", "gate_and_write", "GateConfig"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from imgscan.gate import GateConfig
-    from imgscan.mount.store import Store
+    from imgscan.store.store import Store
 
 
 def __getattr__(name: str) -> Any:
     if name == "Store":
-        from imgscan.mount.store import Store
+        from imgscan.store.store import Store
 
         return Store
     if name in _API:

@@ -27,7 +27,7 @@ def is_transport_ref(ref: str) -> bool:
 
 
 def open_store(root: str | None = None, **kw: Any) -> Any:
-    from imgscan.mount.store import Store
+    from imgscan.store.store import Store
 
     return Store(root, **kw)
 

@@ -106,7 +106,7 @@ class Scanner:
         from imgscan.analyzers.cache import LayerCache
         from imgscan.analyzers.layered import LayeredView
         from imgscan.images.interface import layer_history
-        from imgscan.mount.layerindex import load_index
+        from imgscan.store.layerindex import load_index
 
         t0 = time.monotonic()
         config = store.config(image)

@@ -33,7 +33,7 @@ from typing import BinaryIO
 
 from imgscan.errors import ImageError, UnsafeLayerError
 from imgscan.fileinfo import FileInfo, FileKind
-from imgscan.mount.limits import ExtractLimits
+from imgscan.store.limits import ExtractLimits
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
