@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from imgscan._version import __version__
 
 __all__ = ["Store", "__version__", "pull", "scan"]
 

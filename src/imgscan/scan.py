@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from imgscan import __version__
+from imgscan._version import __version__
 from imgscan.analyzers.dispatch import Dispatcher, Results
 from imgscan.analyzers.interface import (
     AnalysisResult,
