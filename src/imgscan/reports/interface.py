@@ -63,6 +63,19 @@ class ReportFormat(str, enum.Enum):
 #: the distribution whose entry points are the built-in formats
 _BUILTIN_DISTRIBUTION = "imgscan"
 
+#: imgscan's own entry points, as in its ``pyproject.toml`` (a test keeps the two equal); read
+#: only when the installed metadata lacks one: a source tree on ``PYTHONPATH`` over an older
+#: install. Strings, so this module still imports no writer.
+_BUILTIN_ENTRY_POINTS = {
+    ReportFormat.JSON: "imgscan.reports.json_writer:JsonWriter",
+    ReportFormat.TABLE: "imgscan.reports.table:TableWriter",
+    ReportFormat.SARIF: "imgscan.reports.sarif:SarifWriter",
+    ReportFormat.CYCLONEDX: "imgscan.reports.cyclonedx:CycloneDXWriter",
+    ReportFormat.SPDX: "imgscan.reports.spdx:SpdxWriter",
+    ReportFormat.HTML: "imgscan.reports.html:HtmlWriter",
+    ReportFormat.ATOMIC: "imgscan.reports.atomic:AtomicWriter",
+}
+
 
 def _is_builtin(ep: metadata.EntryPoint) -> bool:
     dist = ep.dist
@@ -97,9 +110,8 @@ def writer_class(name: str) -> type[Writer]:
     """The class for a format name; imports that writer's module and no other."""
     ep = _entry_points().get(name)
     if name in ReportFormat._value2member_map_ and (ep is None or not _is_builtin(ep)):
-        # imgscan's own metadata is missing or stale (a source tree that was never installed)
-        raise UsageError(f"built-in report format {name!r} is not registered under "
-                         f"{ENTRY_POINT_GROUP!r}; reinstall imgscan")
+        value = _BUILTIN_ENTRY_POINTS[ReportFormat(name)]
+        ep = metadata.EntryPoint(name, value, ENTRY_POINT_GROUP)
     if ep is None:
         raise UsageError(
             f"unknown report format {name!r} (one of {', '.join(available_formats())})"
