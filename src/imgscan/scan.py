@@ -45,6 +45,7 @@ from imgscan.model import (
     ScanWarning,
 )
 from imgscan.purls import package_purl
+from imgscan.whiteouts import deletes, split_layer
 
 
 @dataclass
@@ -67,11 +68,9 @@ class _Layer:
         return path in self._paths
 
     def __post_init__(self) -> None:
-        from imgscan.analyzers.interface import FileKind
-
         self._paths = {e.path for e in self.entries if e.is_regular}
-        self.whiteouts = {e.path for e in self.entries if e.kind == FileKind.WHITEOUT}
-        self.opaques = {e.path for e in self.entries if e.kind == FileKind.OPAQUE}
+        opaques, whiteouts, _ = split_layer(self.entries)
+        self.whiteouts, self.opaques = set(whiteouts), set(opaques)
 
 
 class Scanner:
@@ -295,7 +294,7 @@ class Scanner:
                     introduced = k
                     continue
                 break
-            if _deletes(lay, path):
+            if deletes(path, lay.whiteouts, lay.opaques):
                 break
         return replace(pkg, layer=layers[introduced].ref)
 
@@ -375,19 +374,6 @@ def _refine(facts: dict[str, list[dict[str, Any]]], update: str, target: str) ->
         return
     by_path = {r.get("path"): r for r in rows}
     facts[target] = [{**r, **by_path.get(r.get("path"), {})} for r in facts[target]]
-
-
-def _deletes(layer: _Layer, path: str) -> bool:
-    """Does this layer delete ``path`` (a whiteout of it or of a parent, or an opaque
-    parent directory)?"""
-    parts = path.split("/")
-    for i in range(1, len(parts) + 1):
-        prefix = "/".join(parts[:i])
-        if prefix in layer.whiteouts:
-            return True
-        if i < len(parts) and prefix in layer.opaques:
-            return True
-    return "" in layer.opaques
 
 
 def _place(f: Finding, layer: LayerRef | None, hidden_by: LayerRef | None) -> Finding:
