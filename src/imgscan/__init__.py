@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from imgscan._version import __version__
 
 __all__ = ["GateConfig", "Store", "__version__", "audit", "gate_and_write", "pull", "scan",
            "scan_atomic"]

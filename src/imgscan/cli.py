@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from imgscan import __version__
+from imgscan._version import __version__
 from imgscan.errors import ImgscanError
 
 EXIT_CODES = """\b
