@@ -129,22 +129,36 @@ def test_synthetic_statuses_equal_dpkg_query(tmp_path):
     assert [p.arch for p in result.packages if p.name == "libx"] == ["i386", "amd64"]
 
 
+LAST = """\
+Package: last
+Status: install ok installed
+Architecture: amd64
+Version: 9:1.0-1
+Description: the paragraph that a cut lands in
+ continued
+"""
+
+
 def test_truncated_status_warns_and_keeps_complete_paragraphs(tmp_path):
-    text = Path("/var/lib/dpkg/status").read_text()
-    cut = len(text) // 2
-    while text[cut] == "\n":
-        cut += 1
-    truncated = text[:cut]  # ends mid-line
-    complete = truncated[: truncated.rindex("\n\n") + 2]
+    """A status cut anywhere inside its last paragraph (mid-name, before or after a colon,
+    mid-value, mid-continuation) gives one warning and the complete paragraphs, as
+    dpkg-query reads them: the shape is built here, not cut from the host's database."""
+    complete = STATUS + "\n"
     (tmp_path / "status").write_text(complete)
     expected = dpkg_query(str(tmp_path))
-    (tmp_path / "status").write_text(truncated)
-    result = analyze(tmp_path / "status", "var/lib/dpkg/status")
-    assert len(result.warnings) == 1
-    w = result.warnings[0]
-    assert "truncated" in w.message and w.analyzer == "dpkg"
-    assert w.path == "/var/lib/dpkg/status"
-    assert rows(result) == expected and len(expected) > 10
+    text = complete + LAST
+    cuts = [c for c in range(len(complete) + 1, len(text)) if text[c - 1] != "\n"]
+    assert len(cuts) > 100  # every byte of the last paragraph but its line ends
+    first_line = complete.count("\n") + 1
+    for cut in cuts:
+        (tmp_path / "status").write_text(text[:cut])
+        result = analyze(tmp_path / "status", "var/lib/dpkg/status")
+        assert [w.message for w in result.warnings] == [
+            f"file ends mid-line (truncated); the paragraph from line {first_line} was dropped"
+        ], repr(text[len(complete):cut])
+        w = result.warnings[0]
+        assert w.analyzer == "dpkg" and w.path == "/var/lib/dpkg/status"
+        assert rows(result) == expected
 
 
 @pytest.mark.parametrize(

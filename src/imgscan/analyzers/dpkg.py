@@ -48,13 +48,14 @@ def parse_paragraphs(text: str) -> tuple[list[Paragraph], list[str]]:
     """Split a control file into paragraphs; returns them plus problems found.
 
     A file that ends in the middle of a line has its last paragraph dropped (it was
-    truncated, so its fields cannot be trusted); a line that is neither a field nor a
-    continuation is reported and ignored."""
+    truncated, so its fields cannot be trusted) and gets one warning wherever the cut
+    landed: the cut line itself is not parsed, so it never adds a second one. A line that
+    is neither a field nor a continuation is reported and ignored."""
     problems: list[str] = []
     lines = text.split("\n")
     truncated = not text.endswith("\n") and text != ""
-    if not truncated:
-        lines.pop()  # the empty string after the final newline
+    lines.pop()  # the empty string after the final newline, or the cut line
+    cut_line = len(lines) + 1
     paragraphs: list[Paragraph] = []
     cur: Paragraph | None = None
     last_key = ""
@@ -78,13 +79,13 @@ def parse_paragraphs(text: str) -> tuple[list[Paragraph], list[str]]:
             cur = Paragraph(line=no)
         last_key = key.strip().lower()
         cur.fields[last_key] = value.strip()
-    if cur is not None:
-        if truncated:
-            problems.append(
-                f"file ends mid-line (truncated); the paragraph from line {cur.line} was dropped"
-            )
-        else:
-            paragraphs.append(cur)
+    if truncated:
+        start = cur.line if cur is not None else cut_line
+        problems.append(
+            f"file ends mid-line (truncated); the paragraph from line {start} was dropped"
+        )
+    elif cur is not None:
+        paragraphs.append(cur)
     return paragraphs, problems
 
 
