@@ -164,6 +164,9 @@ class SourceImage:
     ) -> None:
         self.source = source
         self.names = list(names)
+        #: what a user should know about how the image was read (a source's oddities that
+        #: docker and skopeo accept too); sources log each one as well
+        self.warnings: list[str] = []
         self.raw_manifest = manifest_bytes
         self.manifest_digest = manifest_digest
         #: digest of the top-level index the manifest was chosen from, if any
