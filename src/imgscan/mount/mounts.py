@@ -335,6 +335,10 @@ def _fuse_problem() -> str:
 
     if shutil.which("fuse-overlayfs") is None:
         return "not installed"
-    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
-        return "/dev/fuse is not accessible to this user"
+    # open it, as fuse-overlayfs will: os.access answers from the mode bits, which say yes
+    # to root even where a device cgroup or a missing CAP_DAC_OVERRIDE makes open() fail
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC))
+    except OSError as e:
+        return f"/dev/fuse cannot be opened by this user ({e.strerror})"
     return ""
