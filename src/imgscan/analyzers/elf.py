@@ -36,7 +36,14 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from imgscan.analyzers.elffile import ELF_MAGIC, ElfError, ElfFile, is_elf_candidate
+from imgscan.analyzers.elffile import (
+    ELF_MAGIC,
+    ElfCandidates,
+    ElfError,
+    ElfFile,
+    elf_of,
+    is_elf_candidate,
+)
 from imgscan.analyzers.elfinspect import fortify_verdict, inspect_elf, libc_chk_functions
 from imgscan.analyzers.interface import (
     AnalysisResult,
@@ -137,24 +144,19 @@ def findings_for(info: FileInfo, layer: LayerRef | None, facts: dict[str, Any]) 
     return out
 
 
-class ElfAnalyzer(Analyzer):
+class ElfAnalyzer(ElfCandidates, Analyzer):
     """Per-file ELF hardening (see the module docstring)."""
 
     name: ClassVar[str] = "elf"
     version: ClassVar[int] = 1
     description: ClassVar[str] = "ELF hardening: RELRO, canary, NX, PIE, RPATH, FORTIFY inputs"
-    #: the magic is all this analyzer reads through read(); the rest is streamed via open()
-    max_read: ClassVar[int] = 64
-
-    def required(self, info: FileInfo) -> bool:
-        return is_elf_candidate(info)
-
     def analyze(self, file: FileInput) -> AnalysisResult | None:
         info = file.info
         try:
-            if file.read(4)[:4] != ELF_MAGIC:
+            elf = elf_of(file)
+            if elf is None:
                 return None
-            facts = inspect_elf(file.elf())
+            facts = inspect_elf(elf)
         except (ElfError, OSError) as e:
             return AnalysisResult(warnings=[ScanWarning(
                 message=f"malformed ELF: {e}", path=info.abspath, analyzer=self.name,

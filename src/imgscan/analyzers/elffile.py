@@ -14,7 +14,7 @@ import posixpath
 import struct
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
 from imgscan.analyzers.seekable import open_seekable
 from imgscan.errors import ImgscanError
@@ -70,6 +70,16 @@ def is_elf_candidate(info: FileInfo) -> bool:
     if ".so" in posixpath.basename(path) or path.startswith(LIB_DIRS):
         return True
     return any(p in _EXEC_DIRS for p in path.split("/")[:-1])
+
+
+class ElfCandidates:
+    """Mixin for the analyzers that read ELF: the one candidate rule, and no more than the
+    magic through ``read()`` (the rest is parsed once, through ``FileInput.elf()``)."""
+
+    max_read: ClassVar[int] = 64
+
+    def required(self, info: FileInfo) -> bool:
+        return is_elf_candidate(info)
 
 
 @dataclass(frozen=True)
@@ -459,6 +469,14 @@ def _read_sections(
             name = names[name_off : end if end >= 0 else len(names)].decode("latin-1")
         out.append(Section(name, stype, addr, soff, ssize, link))
     return out
+
+
+def elf_of(file: FileInput) -> ElfFile | None:
+    """The file's memoised ``ElfFile``, or None when it does not start with the ELF magic
+    (not an ELF: no analyzer's business). Raises ElfError (a broken ELF) or OSError."""
+    if file.read(4)[:4] != ELF_MAGIC:
+        return None
+    return file.elf()
 
 
 def parse_file(file: FileInput) -> ElfFile:

@@ -15,15 +15,15 @@ import struct
 from typing import Any
 
 from imgscan.analyzers.elffile import (
-    ELF_MAGIC,
     PF_W,
     PF_X,
     PT_LOAD,
+    ElfCandidates,
     ElfError,
     ElfFile,
-    is_elf_candidate,
+    elf_of,
 )
-from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
+from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInput
 from imgscan.model import Package, ScanWarning
 
 BUILDINFO_MAGIC = b"\xff Go buildinf:"
@@ -202,21 +202,18 @@ def _module_package(mod: dict[str, Any], loc: str, go_version: str, main: bool) 
     return Package(type="golang", name=name, version=version, locations=(loc,), metadata=meta)
 
 
-class GoBinaryAnalyzer(Analyzer):
+class GoBinaryAnalyzer(ElfCandidates, Analyzer):
     name = "gobinary"
     version = 1
     description = "Go toolchain and modules from the build info embedded in Go binaries"
-    max_read = 64
-
-    def required(self, info: FileInfo) -> bool:
-        return is_elf_candidate(info)
 
     def analyze(self, file: FileInput) -> AnalysisResult | None:
         path = file.info.abspath
         try:
-            if file.read(4)[:4] != ELF_MAGIC:
+            elf = elf_of(file)
+            if elf is None:
                 return None
-            found = read_buildinfo(file.elf())
+            found = read_buildinfo(elf)
         except (ElfError, BuildInfoError, OSError, struct.error) as exc:
             if isinstance(exc, ElfError) and not _looks_go(file):
                 return None  # a broken non-Go ELF is not this analyzer's business

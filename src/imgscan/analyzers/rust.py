@@ -12,8 +12,8 @@ import struct
 import zlib
 from typing import Any
 
-from imgscan.analyzers.elffile import ELF_MAGIC, ElfError, is_elf_candidate
-from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
+from imgscan.analyzers.elffile import ElfCandidates, ElfError, elf_of
+from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInput
 from imgscan.model import Package, ScanWarning
 
 SECTION = ".dep-v0"
@@ -78,27 +78,21 @@ def crates(doc: dict[str, Any], loc: str) -> tuple[list[Package], list[str]]:
     return pkgs, problems
 
 
-class RustAuditableAnalyzer(Analyzer):
+class RustAuditableAnalyzer(ElfCandidates, Analyzer):
     name = "cargo-auditable"
     version = 1
     description = "Rust crates from the .dep-v0 section that cargo-auditable embeds"
-    max_read = 64
-
-    def required(self, info: FileInfo) -> bool:
-        return is_elf_candidate(info)
 
     def analyze(self, file: FileInput) -> AnalysisResult | None:
         path = file.info.abspath
         try:
-            if file.read(4)[:4] != ELF_MAGIC:
-                return None
-            elf = file.elf()
+            elf = elf_of(file)
         except ElfError:
             return None  # an unreadable ELF: the ELF analyzers report that, not us
         except OSError as exc:
             return self._warn(path, f"cannot read: {exc}")
         try:
-            sec = elf.section(SECTION)
+            sec = elf.section(SECTION) if elf is not None else None
             if sec is None:
                 return None
             doc = decode_section(elf.read_section(sec, MAX_COMPRESSED))
