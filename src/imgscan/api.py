@@ -77,18 +77,31 @@ def pull(ref: str, root: str | None = None, platform: str | Platform | None = No
 
 def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = None,
          options: Any = None, platform: str | Platform | None = None, store: Any = None,
-         jobs: int | None = None, **registry_opts: Any) -> Report:
+         jobs: int | None = None, cache: Any = None, **registry_opts: Any) -> Report:
     """Scan an image: a store name or id, a transport reference (pulled first and kept), or
-    ``dir:PATH`` for an unpacked root filesystem."""
+    ``dir:PATH`` for an unpacked root filesystem.
+
+    ``cache`` is a shared second level for per-layer results behind the store's: a
+    ``redis://`` URL (``imgscan.server.cache``) or any ``ResultCache``."""
     from imgscan.scan import Scanner
 
-    scanner = Scanner(analyzers, options, jobs=jobs)
+    scanner = Scanner(analyzers, options, jobs=jobs, shared_cache=open_shared_cache(cache))
     if ref.startswith("dir:"):
         return scanner.scan_dir(ref[4:])
     store = store or open_store(root)
     image = pull(ref, platform=platform, store=store, **registry_opts) \
         if is_transport_ref(ref) else store.lookup(ref)
     return scanner.scan_image(store, image)
+
+
+def open_shared_cache(cache: Any) -> Any:
+    """``cache`` as a ``ResultCache``: None stays None, a ``redis://`` URL opens the Redis
+    level (redis-py is imported only then), anything else is taken as a cache already."""
+    if cache is None or not isinstance(cache, str):
+        return cache
+    from imgscan.server.cache import RedisLayerCache
+
+    return RedisLayerCache.from_url(cache)
 
 
 class StoredConfigSource(BlobSource):
@@ -205,6 +218,14 @@ def __getattr__(name: str) -> Any:
         from imgscan import pipeline
 
         return getattr(pipeline, name)
+    if name in _SERVER:
+        import imgscan.server
+
+        return getattr(imgscan.server, name)
+    if name in ("ScanSettings", "parse_shard"):
+        from imgscan.server import audit
+
+        return getattr(audit, name)
     if name == "GateConfig":
         from imgscan.gate import GateConfig
 
@@ -212,5 +233,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+_SERVER = {"serve", "worker", "audit_registry"}
 _PIPELINE = {"AuditEntry", "AuditResult", "OutputSpec", "WriterOptions", "audit",
              "gate_and_write", "plan_outputs", "scan_atomic"}

@@ -76,7 +76,10 @@ class _Layer:
 class Scanner:
     def __init__(self, analyzers: Sequence[str] | None = None,
                  options: ScanOptions | None = None, jobs: int | None = None,
-                 plugins: Sequence[LoadedPlugin] | None = None) -> None:
+                 plugins: Sequence[LoadedPlugin] | None = None,
+                 shared_cache: Any = None) -> None:
+        #: a second cache level behind the store's (``ResultCache``; Redis for a fleet)
+        self.shared_cache = shared_cache
         self.options = options or ScanOptions()
         if plugins is not None:
             loaded = list(plugins)
@@ -99,7 +102,7 @@ class Scanner:
     # -- targets ---------------------------------------------------------------------------
     def scan_image(self, store: Any, image: Any) -> Report:
         """Scan a store image (``Store``, ``ImageRecord``)."""
-        from imgscan.analyzers.cache import LayerCache
+        from imgscan.analyzers.cache import ChainedCache, LayerCache
         from imgscan.analyzers.layered import LayeredView
         from imgscan.images.interface import layer_history
         from imgscan.store.layerindex import load_index
@@ -111,7 +114,9 @@ class Scanner:
         for i, chain in enumerate(image.layers):
             ref = LayerRef(i, image.diff_ids[i], history[i] if i < len(history) else "")
             layers.append(_Layer(ref, store.diff_path(chain), load_index(store.index_path(chain))))
-        cache = LayerCache(store.path("cache"))
+        cache: Any = LayerCache(store.path("cache"))
+        if self.shared_cache is not None:
+            cache = ChainedCache(cache, self.shared_cache)
         dispatcher = Dispatcher(self.file_analyzers, self.options, self.jobs)
         from imgscan.progress import Progress
 
