@@ -19,6 +19,7 @@ from typing import Any
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.worker.request import Request
 
 from imgscan.server.jobs import Busy, JobStore, ScanSettings, run_job
 
@@ -49,8 +50,30 @@ def make_app(queue_url: str, settings: ScanSettings | None = None) -> Celery:
         worker_send_task_events=False,
         worker_enable_remote_control=False,
     )
-    app.task(name=TASK, bind=True, max_retries=None)(_scan_task)
+    app.task(name=TASK, bind=True, max_retries=None, Request=AckSafeRequest)(_scan_task)
     return app
+
+
+class AckSafeRequest(Request):
+    """A request whose lost acknowledgement does not stall the worker.
+
+    When Redis goes away while a task runs, the late ack fails; kombu then keeps the message
+    as delivered, and with prefetch 1 the worker never asks for another message, even once
+    Redis is back. Here the slot is freed locally instead: the message is redelivered if it
+    survived in Redis (the job is idempotent), or it was lost with Redis (an audit enqueues
+    it again)."""
+
+    def acknowledge(self) -> None:
+        if self.acknowledged:
+            return
+        super().acknowledge()
+        message = self._message
+        if not message.acknowledged:
+            from kombu.transport.virtual.base import QoS
+
+            qos = getattr(message.channel, "qos", None)
+            if isinstance(qos, QoS):
+                QoS.ack(qos, message.delivery_tag)
 
 
 def _scan_task(self: Any, job: dict[str, Any]) -> str:
