@@ -48,7 +48,8 @@ def _pairs(gen, n: int, seed: int) -> list[tuple[str, str]]:
     for _ in range(n):
         a = gen(rng)
         # half the pairs share a prefix so that the interesting tail decides
-        b = a[: rng.randint(0, len(a))] + gen(rng).split(":")[-1] if rng.random() < 0.5 else gen(rng)
+        b = (a[: rng.randint(0, len(a))] + gen(rng).split(":")[-1] \
+        if rng.random() < 0.5 else gen(rng))
         if rng.random() < 0.1:
             b = a
         pairs.append((a, b))
