@@ -37,7 +37,12 @@ def _load(name: str, data: bytes) -> Any:
     if name.endswith((".yaml", ".yml")):
         import yaml
 
-        return yaml.safe_load(data)
+        rec = yaml.safe_load(data)
+        if isinstance(rec, dict):  # YAML reads unquoted times as datetimes
+            for k in ("modified", "published", "withdrawn"):
+                if hasattr(rec.get(k), "isoformat"):
+                    rec[k] = rec[k].isoformat().replace("+00:00", "Z")
+        return rec
     return json.loads(data)
 
 
