@@ -38,7 +38,7 @@ def _load(name: str, data: bytes) -> Any:
         import yaml
 
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~10x faster
-        rec = yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader
+        rec = yaml.load(data, Loader=loader)  # a safe loader either way
         if isinstance(rec, dict):  # YAML reads unquoted times as datetimes
             for k in ("modified", "published", "withdrawn"):
                 if hasattr(rec.get(k), "isoformat"):
