@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imgscan import policy, versions
+from imgscan import versions
 from imgscan.versions import (
     apk_compare,
     compare_for,
@@ -202,16 +202,11 @@ def test_dispatch() -> None:
     assert compare_for("Hackage") is None
 
 
-def test_policy_names_agree() -> None:
-    """The names that policy.py had keep their signatures and answers here."""
-    for name in ("dpkg_compare", "rpmvercmp", "rpm_compare", "semver_compare", "pep440_compare"):
-        old, new = getattr(policy, name), getattr(versions, name)
-        for a, b in [("1.0", "1.0~rc1"), ("1:1.0-1", "1.1"), ("v1.2.3", "1.2.3-rc.1"),
-                     ("2.0", "10.0")]:
-            try:
-                want = old(a, b)
-            except ValueError:
-                with pytest.raises(ValueError):
-                    new(a, b)
-                continue
-            assert new(a, b) == want, (name, a, b)
+def test_gate_uses_these_orderings() -> None:
+    """The policy file's banned-package ranges order versions with exactly these functions, so a
+    policy range and a vulnerability range never disagree about the same two versions."""
+    from imgscan.gate import policyfile
+
+    assert policyfile.COMPARATORS is versions.COMPARATORS
+    assert versions.COMPARATORS["deb"] is versions.dpkg_compare
+    assert versions.COMPARATORS["apk"] is versions.apk_compare

@@ -7,7 +7,6 @@ them, then image-wide analyzers run over the merged view. Nothing here prints.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import os
 import time
@@ -26,6 +25,7 @@ from imgscan.analyzers.interface import (
     ScanOptions,
 )
 from imgscan.analyzers.registry import LoadedPlugin, load_all, load_selected, select
+from imgscan.inventory import image_size
 from imgscan.model import (
     AnalyzerRef,
     Finding,
@@ -318,10 +318,6 @@ class Scanner:
     def _image_summary(self, store: Any, image: Any, config: dict[str, Any],
                        layers: Sequence[_Layer]) -> ImageSummary:
         inner = config.get("config") or {}
-        size = 0
-        for chain in image.layers:
-            with contextlib.suppress(Exception):
-                size += store.layer(chain).size
         return ImageSummary(
             name=image.names[0] if image.names else image.short_id,
             id=image.id,
@@ -330,7 +326,7 @@ class Scanner:
             architecture=image.architecture,
             variant=image.variant,
             created=image.created,
-            size=size,
+            size=image_size(store, image),
             user=str(inner.get("User") or ""),
             names=tuple(image.names),
             source="image",

@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from imgscan.model import Finding, LayerRef, Package, Report, ScanWarning, Severity
+from imgscan.timestamps import parse_time
 
 SEVERITIES: tuple[Severity, ...] = tuple(sorted(Severity, reverse=True))  # critical first
 
@@ -95,24 +96,6 @@ def report_uuid(report: Report) -> uuid.UUID:
     digest = hashlib.sha256(pk.encode("utf-8", "backslashreplace")).hexdigest()
     return stable_uuid(report.image.digest or report.image.id or report.image.name,
                        report.created, digest)
-
-
-def parse_time(text: str) -> datetime | None:
-    """An RFC 3339 timestamp (nanoseconds allowed, as Go writes them) or None."""
-    if not text:
-        return None
-    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?",
-                     text.strip())
-    if not m:
-        return None
-    frac = (m.group(2) or "")[:7]
-    tz = m.group(3) or "Z"
-    tz = "+00:00" if tz == "Z" else tz
-    try:
-        dt = datetime.fromisoformat(m.group(1).replace(" ", "T") + frac + tz)
-    except ValueError:
-        return None
-    return dt.astimezone(UTC)
 
 
 def utc_seconds(text: str) -> str:
