@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from imgscan import __version__
+from imgscan.cli_vulns import db, vulns_kwargs, vulns_options
 from imgscan.errors import ImgscanError
 
 EXIT_CODES = """\b
@@ -552,6 +553,7 @@ def mounts(root: str | None, fmt: str) -> None:
               "id, as atomic mounts them)...")
 @click.option("--atomic-scanout", type=click.Path(file_okay=False),
               help="...and write each result as <scanout>/<id>/json.")
+@vulns_options
 @click.argument("image", required=False)
 def scan(root: str | None, platform: str | None, image: str | None, scan_all: bool,
          output_dir: str | None, atomic_scanin: str | None, atomic_scanout: str | None,
@@ -569,7 +571,11 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
       imgscan scan dir:/srv/rootfs --analyzers dpkg,rpm --packages
       imgscan scan --all --format json --format html --output-dir audit/
       imgscan scan --atomic-scanin /scanin --atomic-scanout /scanout
+      imgscan scan app:1.0 --vulns --fail-on high --only-fixed
     """
+    vulns = vulns_kwargs(kw)
+    if vulns and not image:
+        raise click.UsageError("--vulns scans one IMAGE (not --all or --atomic-scanin yet)")
     modes = sum(bool(x) for x in (image, scan_all, atomic_scanin))
     if modes != 1:
         raise click.UsageError("give exactly one of IMAGE, --all or --atomic-scanin")
@@ -586,7 +592,7 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
     source_opts = _source_opts(image, kw)
     report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
-                     jobs=kw["jobs"], options=_scan_options(kw), **source_opts)
+                     jobs=kw["jobs"], options=_scan_options(kw), **vulns, **source_opts)
     sys.exit(_judge(report, gate, plan, kw))
 
 
@@ -698,6 +704,8 @@ def analyzers_cmd(fmt: str) -> None:
     click.echo(tabulate([list(r.values()) for r in rows],
                         headers=["NAME", "VERSION", "KIND", "DISTRIBUTION", "DESCRIPTION"]))
 
+
+main.add_command(db)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -3,8 +3,10 @@
 The Go runtime needs pclntab for stack traces, so it survives ``-ldflags='-s -w'`` (which only
 drops the ELF symbol table and DWARF): a stripped binary still names every function compiled
 into it. The function-name table also holds inlined functions, so a vulnerable function that
-was inlined into its caller is still seen. Standalone (bytes in, names out) on purpose: it
-does not depend on the ELF reader other analyzers share.
+was inlined into its caller is still seen. Two ways in: ``function_names`` takes a whole
+file's bytes (tests, tools); ``names_from_elf`` reads only the pclntab through the ELF reader the
+``gobinary`` analyzer already has open, so a scan with ``--vulns`` pays one extra bounded read
+per Go binary and never a second parse of the file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from __future__ import annotations
 import io
 import re
 import struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imgscan.analyzers._elfsections import ELFFile
 
 _MAGICS = {0xFFFFFFF1: "1.20", 0xFFFFFFF0: "1.18", 0xFFFFFFFA: "1.16", 0xFFFFFFFB: "1.2"}
 _GENERIC = re.compile(r"\[[^\[\]]*\]")
@@ -33,6 +39,11 @@ def find_pclntab(data: bytes) -> bytes:
         raise PclntabError(f"not an ELF file: {e}") from None
     if sec is not None and sec["sh_type"] != "SHT_NOBITS":
         return bytes(sec.data())
+    return _search(data)
+
+
+def _search(data: bytes) -> bytes:
+    """The first spot in ``data`` where a pclntab header with sane offsets starts."""
     for magic in _MAGICS:
         pat = struct.pack("<I", magic) + b"\x00\x00"
         pos = data.find(pat)
@@ -67,7 +78,30 @@ def _header(tab: bytes) -> tuple[str, int, list[int]]:
 
 def function_names(data: bytes) -> frozenset[str]:
     """Every function name in the binary's pclntab (``net/http.(*Client).Do``…)."""
-    tab = find_pclntab(data)
+    return names_from_table(find_pclntab(data))
+
+
+#: the most pclntab bytes read from one binary (Kubernetes-sized binaries have ~40 MiB)
+MAX_PCLNTAB = 256 << 20
+_SHT_NOBITS = 8
+
+
+def names_from_elf(elf: ELFFile) -> frozenset[str]:
+    """Function names through an open ``_elfsections.ELFFile``: ``.gopclntab`` when the
+    section is there, else (PIE builds) a search of ``.data.rel.ro``."""
+    for name, search in ((".gopclntab", False), (".data.rel.ro", True)):
+        sec = elf.section(name)
+        if sec is None or sec.type == _SHT_NOBITS:
+            continue
+        if sec.size > MAX_PCLNTAB:
+            raise PclntabError(f"{name} of {sec.size} bytes is over the cap")
+        data = elf.read_at(sec.offset, sec.size)
+        return names_from_table(_search(data) if search else data)
+    raise PclntabError("no Go pclntab")
+
+
+def names_from_table(tab: bytes) -> frozenset[str]:
+    """Function names from the bytes of a pclntab, starting at its header."""
     version, ptr, words = _header(tab)
     if version == "1.2":
         return _names_go12(tab, ptr, words[0])

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from imgscan.errors import ImgscanError
 from imgscan.vulns.osv import Problem, iter_records
 
 SCHEMA_VERSION = 1
@@ -46,9 +47,23 @@ CREATE INDEX IF NOT EXISTS affected_pkg ON affected (ecosystem, name);
 CREATE INDEX IF NOT EXISTS affected_rid ON affected (rid);
 """
 
+#: what each file or zip member looked like when it was last imported (added to schema 1
+#: databases on their next import; a database without it simply re-reads everything once)
+_SOURCES = "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, stamp TEXT NOT NULL)"
 
-class DatabaseError(Exception):
+
+class DatabaseError(ImgscanError):
     """The database is missing, unreadable, or of a schema this imgscan does not know."""
+
+
+@dataclass
+class SourceCounts:
+    """What one path given to an import contributed."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    problems: int = 0
 
 
 @dataclass
@@ -60,6 +75,9 @@ class ImportResult:
     unchanged: int = 0
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
+    #: counts per path given to the import (a zip, a directory, a file), in the order given
+    by_source: dict[str, SourceCounts] = field(default_factory=dict)
+    path: str = ""
 
     @property
     def records(self) -> int:
@@ -144,20 +162,34 @@ def import_paths(db_path: str | os.PathLike[str],
     start = time.monotonic()
     path = Path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    result = ImportResult()
+    result = ImportResult(path=str(path))
     conn = _connect(path, create=True)
     try:
+        conn.execute(_SOURCES)
         known = dict(conn.execute("SELECT id, modified FROM records"))
+        seen = dict(conn.execute("SELECT source, stamp FROM sources"))
         conn.execute("BEGIN IMMEDIATE")
-        for source, rec, problem in iter_records(list(paths)):
-            if rec is None:
-                assert problem is not None
-                result.problems.append(problem)
-                continue
-            try:
-                _store(conn, source, rec, known, result)
-            except ValueError as e:  # a time that fromisoformat refuses
-                result.problems.append(Problem(source, str(e)))
+        for given in paths:
+            counts = result.by_source.setdefault(str(given), SourceCounts())
+            before = (result.added, result.updated, result.unchanged, len(result.problems))
+            for source, rec, problem, stamp in iter_records([given], seen):
+                if problem is not None:
+                    result.problems.append(problem)
+                    continue
+                if rec is None:  # the same bytes as last time: not read again
+                    result.unchanged += 1
+                    continue
+                try:
+                    _store(conn, source, rec, known, result)
+                except ValueError as e:  # a time that fromisoformat refuses
+                    result.problems.append(Problem(source, str(e)))
+                    continue
+                if stamp:
+                    conn.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (source, stamp))
+            counts.added += result.added - before[0]
+            counts.updated += result.updated - before[1]
+            counts.unchanged += result.unchanged - before[2]
+            counts.problems += len(result.problems) - before[3]
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('imported_at', ?)",
                      (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),))
         conn.execute("COMMIT")

@@ -10,6 +10,7 @@ is checked against the binary's pclntab and marked ``not-reachable`` when none i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -251,6 +252,29 @@ def _finding(pkg: Package, q: Query, hits: list[tuple[dict[str, Any], dict[str, 
         package=pkg.purl, properties=props).with_id()
 
 
-def match_report(report: Report, db_path: str | os.PathLike[str], **kw: Any) -> MatchResult:
-    """``match_packages`` over a report's packages and OS."""
-    return match_packages(report.packages, report.os, db_path, **kw)
+#: the fact table the ``gobinary`` analyzer fills when asked for symbols (``--vulns``)
+SYMBOLS_FACT = "go-symbols"
+
+
+def match_report(report: Report, db_path: str | os.PathLike[str], *, only_fixed: bool = False,
+                 strict_reachability: bool = False) -> Report:
+    """The vulnerability step of a scan, shared by ``imgscan.scan(ref, vulns=True)`` and
+    ``imgscan scan --vulns``: a copy of ``report`` with one ``vulnerability`` finding per
+    (package, vulnerability) and any matching warnings added.
+
+    Go reachability comes from the report's ``go-symbols`` fact (function names the scan
+    read from each Go binary); the fact is consumed here, not left in the report, because
+    it is tens of thousands of names per binary and means nothing to a reader. Without it
+    (a scan run without symbols) Go findings carry no reachability and keep their severity.
+    ``DatabaseError`` when the database is missing or of an unknown schema."""
+    facts = dict(report.facts)
+    rows = facts.pop(SYMBOLS_FACT, [])
+    symbols = {r["path"]: frozenset(r.get("symbols", ())) for r in rows if "path" in r}
+    res = match_packages(report.packages, report.os, db_path, only_fixed=only_fixed,
+                         strict_reachability=strict_reachability,
+                         go_symbols=symbols or None)
+    findings = sorted([*report.findings, *res.findings],
+                      key=lambda f: (-f.severity.rank, f.category, f.rule_id,
+                                     f.location.path, f.package, f.id))
+    return dataclasses.replace(report, findings=findings,
+                               warnings=[*report.warnings, *res.warnings], facts=facts)

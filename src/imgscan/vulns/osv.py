@@ -10,7 +10,7 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,34 +110,45 @@ def _check_range(r: Any, where: str) -> None:
         raise RecordError(f"{where}: a range has both fixed and last_affected")
 
 
-def iter_records(paths: list[str | os.PathLike[str]]
-                 ) -> Iterator[tuple[str, dict[str, Any] | None, Problem | None]]:
-    """``(source, record, None)`` for each valid record and ``(source, None, problem)`` for
-    each skipped one, over zip exports, directories (recursively) and single files."""
+def iter_records(paths: list[str | os.PathLike[str]], seen: Mapping[str, str] | None = None
+                 ) -> Iterator[tuple[str, dict[str, Any] | None, Problem | None, str]]:
+    """``(source, record, None, stamp)`` for each valid record and ``(source, None, problem,
+    stamp)`` for each skipped one, over zip exports, directories (recursively) and single
+    files. ``stamp`` is (size, mtime) of a file or (CRC, size) of a zip member; a source whose
+    stamp equals ``seen[source]`` is not read at all and comes back as ``(source, None, None,
+    stamp)``, which makes re-importing an unchanged export cost a directory walk or a read of
+    the zip's central directory instead of parsing every record."""
+    seen = seen or {}
     for p in paths:
         path = Path(p)
         if path.is_dir():
             for f in sorted(path.rglob("*")):
-                if f.is_file() and f.name.endswith(_SUFFIXES):
-                    yield _one(str(f), f.read_bytes)
+                if f.name.endswith(_SUFFIXES) and f.is_file():
+                    st = f.stat()
+                    yield _one(str(f), f.read_bytes, f"{st.st_size}:{st.st_mtime_ns}", seen)
         elif zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 for info in z.infolist():
                     if not info.is_dir() and info.filename.endswith(_SUFFIXES):
                         yield _one(f"{path}!{info.filename}",
-                                   lambda i=info: z.read(i))  # type: ignore[misc]
+                                   lambda i=info: z.read(i),  # type: ignore[misc]
+                                   f"crc:{info.CRC:08x}:{info.file_size}", seen)
         elif path.is_file():
-            yield _one(str(path), path.read_bytes)
+            st = path.stat()
+            yield _one(str(path), path.read_bytes, f"{st.st_size}:{st.st_mtime_ns}", seen)
         else:
-            yield str(path), None, Problem(str(path), "no such file or directory")
+            yield str(path), None, Problem(str(path), "no such file or directory"), ""
 
 
-def _one(source: str, read: Any) -> tuple[str, dict[str, Any] | None, Problem | None]:
+def _one(source: str, read: Any, stamp: str, seen: Mapping[str, str]
+         ) -> tuple[str, dict[str, Any] | None, Problem | None, str]:
+    if seen.get(source) == stamp:
+        return source, None, None, stamp
     try:
-        return source, validate(_load(source, read())), None
+        return source, validate(_load(source, read())), None, stamp
     except RecordError as e:
-        return source, None, Problem(source, str(e))
+        return source, None, Problem(source, str(e)), stamp
     except (ValueError, OSError, UnicodeDecodeError, zipfile.BadZipFile) as e:
-        return source, None, Problem(source, f"unreadable: {e}")
+        return source, None, Problem(source, f"unreadable: {e}"), stamp
     except Exception as e:  # yaml.YAMLError and friends; PyYAML is imported lazily
-        return source, None, Problem(source, f"unreadable: {type(e).__name__}: {e}")
+        return source, None, Problem(source, f"unreadable: {type(e).__name__}: {e}"), stamp
