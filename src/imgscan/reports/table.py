@@ -111,7 +111,7 @@ def _vulnerabilities(vulns: list[Finding]) -> str:
         rows.append([f.rule_id, p.get("name", ""), p.get("installed_version", ""),
                      p.get("fixed_version", "") or "-", sev])
     return _table(rows, ["ID", "Package", "Installed", "Fixed", "Severity"],
-                  [20, 26, 16, 16])
+                  [18, 22, 16, 16])
 
 
 def _findings(r: Report) -> str:
