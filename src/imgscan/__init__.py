@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from imgscan._version import __version__
 
 __all__ = ["GateConfig", "Store", "__version__", "audit", "gate_and_write", "pull", "scan",
            "scan_atomic"]
@@ -18,12 +18,12 @@ _API = {"pull", "scan", "audit", "scan_atomic", "gate_and_write", "GateConfig"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from imgscan.gate import GateConfig
-    from imgscan.mount.store import Store
+    from imgscan.store.store import Store
 
 
 def __getattr__(name: str) -> Any:
     if name == "Store":
-        from imgscan.mount.store import Store
+        from imgscan.store.store import Store
 
         return Store
     if name in _API:

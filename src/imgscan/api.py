@@ -29,7 +29,7 @@ def is_transport_ref(ref: str) -> bool:
 
 
 def open_store(root: str | None = None, **kw: Any) -> Any:
-    from imgscan.mount.store import Store
+    from imgscan.store.store import Store
 
     return Store(root, **kw)
 
@@ -82,7 +82,7 @@ def vulns_db_path(root: str | None = None, db: str | os.PathLike[str] | None = N
     osv.sqlite`` (beside the images it is matched against, one per store)."""
     if db is not None:
         return Path(db)
-    from imgscan.mount.store import default_root
+    from imgscan.store.core import default_root
 
     return Path(root or default_root()) / "vulns" / "osv.sqlite"
 

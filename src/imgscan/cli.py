@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from imgscan import __version__
+from imgscan._version import __version__
 from imgscan.cli_vulns import db, vulns_kwargs, vulns_options
 from imgscan.errors import ImgscanError
 
@@ -217,8 +217,8 @@ def _judge(report: Any, gate: Any, plan: list[Any], kw: dict[str, Any]) -> int:
 
 def _store(root: str | None, max_layer_size: int | None = None,
            max_entries: int | None = None) -> Any:
-    from imgscan.mount.limits import ExtractLimits
-    from imgscan.mount.store import Store
+    from imgscan.store.limits import ExtractLimits
+    from imgscan.store.store import Store
 
     limits = ExtractLimits()
     if max_layer_size or max_entries:
@@ -425,7 +425,9 @@ def rmi(root: str | None, force: bool, images: Sequence[str]) -> None:
     Example:
       imgscan rmi localhost/layout:1.0 3f2a9c1b
     """
-    for rec in _store(root).remove(images, force=force):
+    from imgscan.housekeeping import remove_images
+
+    for rec in remove_images(_store(root), images, force=force):
         click.echo(f"removed {rec.id}")
 
 
@@ -446,7 +448,9 @@ def store_check(root: str | None, repair: bool) -> None:
     Example:
       imgscan store check --repair
     """
-    problems = _store(root).check(repair=repair)
+    from imgscan.housekeeping import check_store
+
+    problems = check_store(_store(root), repair=repair)
     for p in problems:
         state = "repaired" if repair and p.repairable else ("repairable" if p.repairable
                                                             else "needs attention")
@@ -462,7 +466,9 @@ def store_check(root: str | None, repair: bool) -> None:
 @root_option
 def store_gc(root: str | None) -> None:
     """Remove layers that no image uses, and their cached analysis results."""
-    dropped = _store(root).gc()
+    from imgscan.housekeeping import collect_garbage
+
+    dropped = collect_garbage(_store(root))
     click.echo(f"removed {len(dropped)} unused layer(s)")
 
 

@@ -107,10 +107,10 @@ def audit(store: Any = None, *, root: str | None = None, formats: Sequence[str] 
     """Scan every image of the store (``imgscan scan --all``): each one is gated and written
     as ``<output_dir>/<name>.<writer extension>`` in every format. An image that cannot be
     read is an entry with an error (exit 3), and the audit goes on with the next."""
-    from imgscan.api import open_store
     from imgscan.progress import Progress
     from imgscan.reports.common import severity_counts
     from imgscan.scan import Scanner
+    from imgscan.store.store import Store
 
     gate = gate or GateConfig()
     bad = [f for f in formats if "=" in f]
@@ -119,7 +119,7 @@ def audit(store: Any = None, *, root: str | None = None, formats: Sequence[str] 
     extensions = {f: writer_class(f).extension for f in formats}  # unknown format: exit 2 now
     out_dir = Path(output_dir)
     os.makedirs(out_dir, exist_ok=True)
-    store = store or open_store(root)
+    store = store or Store(root)
     entries: list[AuditEntry] = []
     images = store.images()
     with Progress("auditing", len(images)) as bar:

@@ -232,6 +232,7 @@ class ElfFortifyPostAnalyzer(PostAnalyzer):
     version: ClassVar[int] = 1
     description: ClassVar[str] = "FORTIFY_SOURCE against the image libc; world-writable RPATH"
     facts_wanted: ClassVar[tuple[str, ...]] = ("elf",)
+    refines: ClassVar[str | None] = "elf"
 
     def post_analyze(
         self, view: ImageView, packages: Sequence[Package], os: OSInfo | None

@@ -106,6 +106,9 @@ class _Base(ABC):
     #: bump when results change for the same input: invalidates cached layer results
     version: ClassVar[int]
     description: ClassVar[str] = ""
+    #: run even when ``--analyzers`` leaves this one out, because the scan relies on what it
+    #: finds for everyone (os-release: package purls name the distribution)
+    always_run: ClassVar[bool] = False
 
     def __init__(self, options: ScanOptions | None = None) -> None:
         self.options = options or ScanOptions()
@@ -132,6 +135,13 @@ class Analyzer(_Base):
         """Extra cache-key material (a rules digest); empty when results depend only on
         the file and ``version``."""
         return ""
+
+    @classmethod
+    def choose_os(cls, candidates: Mapping[str, OSInfo]) -> OSInfo | None:
+        """The image's OS from the ``AnalysisResult.os`` this analyzer gave for the visible
+        files (path → OS). The analyzer that detects the OS knows which of its files to
+        trust, so the choice is its own; by default, the first one."""
+        return next(iter(candidates.values()), None)
 
 
 class ImageView(ABC):
@@ -186,6 +196,9 @@ class PostAnalyzer(_Base):
     #: fact tables of the per-file analyzers this one reads; the framework puts them in
     #: ``self.facts`` (visible files only) before calling ``post_analyze``
     facts_wanted: ClassVar[tuple[str, ...]] = ()
+    #: the fact table that this analyzer's own table (``facts[name]``) completes row by row,
+    #: matched on ``path``: its rows are merged into that table's, and its table is dropped
+    refines: ClassVar[str | None] = None
     facts: dict[str, list[dict[str, Any]]]
 
     @abstractmethod

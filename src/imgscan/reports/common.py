@@ -111,3 +111,25 @@ def human_size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def image_purl(name: str, digest: str) -> str:
+    """``pkg:oci/<repo>@<digest>?repository_url=…`` for an image reference, '' if unknown.
+
+    Here rather than in one writer because CycloneDX and SPDX both name the image by it, and
+    a writer imports no other writer."""
+    if not name or not digest:
+        return ""
+    ref = name.split("@", 1)[0]
+    repo = ref
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:  # a tag, not a registry port
+        repo = ref[: len(ref) - len(last)] + last.split(":", 1)[0]
+    from packageurl import PackageURL  # only the SBOM writers need it
+
+    try:
+        qualifiers = {"repository_url": repo} if "/" in repo else None
+        return PackageURL(type="oci", name=repo.rsplit("/", 1)[-1].lower(), version=digest,
+                          qualifiers=qualifiers).to_string()
+    except ValueError:
+        return ""
