@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from spdx_tools.spdx.parser.parse_anything import parse_file
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from clihelp import imgscan
 from imagebuild import D, F, ImageSpec, Layer, layer_tar, write_oci_layout
@@ -184,6 +186,19 @@ def test_sarif_cyclonedx_table(world: dict[str, Any]) -> None:
     go_html = next(v for v in vulns.values()
                    if any(r["id"] == "GO-2023-1751" for r in v.get("references", [])))
     assert go_html["analysis"]["justification"] == "code_not_reachable"
+    spdx_text = _scan(world, "--format", "spdx")
+    doc_file = world["base"] / "doc.spdx.json"
+    doc_file.write_text(spdx_text)
+    assert [m.validation_message for m in
+            validate_full_spdx_document(parse_file(str(doc_file)))] == []
+    spdx = json.loads(spdx_text)
+    refs = [x for p in spdx["packages"] for x in p.get("externalRefs", [])
+            if x["referenceCategory"] == "SECURITY"]
+    assert {"referenceCategory": "SECURITY", "referenceType": "advisory",
+            "referenceLocator": "https://osv.dev/vulnerability/CVE-2099-0001"}.items() <= \
+        next(x for x in refs if x["referenceLocator"].endswith("CVE-2099-0001")).items()
+    html = _scan(world, "--format", "html")
+    assert 'id="vulnerabilities"' in html and 'id="vfilter"' in html
     table = _scan(world)
     assert "Vulnerabilities" in table and "CVE-2099-0001" in table and "4.17.21" in table
 
