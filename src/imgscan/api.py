@@ -120,11 +120,11 @@ def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = No
     db_path = None
     if vulns:
         from imgscan.analyzers.interface import ScanOptions
-        from imgscan.vulns import status
+        from imgscan.vulns import check
 
         db_path = vulns_db_path(root if store is None else getattr(store, "root", root),
                                 vulns_db)
-        status(db_path)  # exists and is of a known schema
+        check(db_path)  # exists and is of a known schema
         options = options or ScanOptions()
         options = dataclasses.replace(options, extra={**options.extra, "go_symbols": True})
     scanner = Scanner(analyzers, options, jobs=jobs)

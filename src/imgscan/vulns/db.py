@@ -155,6 +155,13 @@ def open_db(path: str | os.PathLike[str]) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def check(path: str | os.PathLike[str]) -> None:
+    """Fail fast (``DatabaseError``) when there is no usable database at ``path``; cheap
+    (opens it and reads the schema version), unlike ``status``, which counts every record."""
+    with open_db(path):
+        pass
+
+
 def import_paths(db_path: str | os.PathLike[str],
                  paths: Iterable[str | os.PathLike[str]]) -> ImportResult:
     """Import OSV records from zip exports, directories and files, incrementally by
