@@ -225,3 +225,19 @@ def test_no_database_is_a_clear_error(world: dict[str, Any]) -> None:
                 root=world["root"])
     assert r.code == 3 and "imgscan db import" in r.err
     assert imgscan("scan", world["image"], "--only-fixed", root=world["root"]).code == 2
+
+
+def test_library_matches_what_the_cli_reports(world: dict[str, Any]) -> None:
+    """``imgscan.api.scan(ref, vulns=True)`` is the step the CLI wires: same findings, and the
+    Go function names it needed are consumed, not left in the report."""
+    from imgscan.api import scan
+
+    report = scan(world["image"], root=world["root"], vulns=True, only_fixed=True)
+    ids = {i for f in report.findings if f.category == "vulnerability"
+           for i in f.properties["ids"]}
+    assert {"DEBTEST-1", "NPMTEST-1", "PYSEC-2019-217", "GO-2023-1878"} <= ids
+    assert "DEBTEST-2" not in ids
+    assert "go-symbols" not in report.facts
+    plain = scan(world["image"], root=world["root"])
+    assert "go-symbols" not in plain.facts
+    assert not any(f.category == "vulnerability" for f in plain.findings)
