@@ -5,8 +5,8 @@ drops the ELF symbol table and DWARF): a stripped binary still names every funct
 into it. The function-name table also holds inlined functions, so a vulnerable function that
 was inlined into its caller is still seen. Two ways in: ``function_names`` takes a whole
 file's bytes (tests, tools); ``names_from_elf`` reads only the pclntab through the ELF reader the
-``gobinary`` analyzer already has open, so a scan with ``--vulns`` pays one extra bounded read
-per Go binary and never a second parse of the file.
+``gobinary`` analyzer already has (the ``ElfFile`` memoised on the ``FileInput``), so a scan with
+``--vulns`` pays one extra bounded read per Go binary and never a second parse of the file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import struct
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from imgscan.analyzers._elfsections import ELFFile
+    from imgscan.analyzers.elffile import ElfFile
 
 _MAGICS = {0xFFFFFFF1: "1.20", 0xFFFFFFF0: "1.18", 0xFFFFFFFA: "1.16", 0xFFFFFFFB: "1.2"}
 _GENERIC = re.compile(r"\[[^\[\]]*\]")
@@ -86,16 +86,14 @@ MAX_PCLNTAB = 256 << 20
 _SHT_NOBITS = 8
 
 
-def names_from_elf(elf: ELFFile) -> frozenset[str]:
-    """Function names through an open ``_elfsections.ELFFile``: ``.gopclntab`` when the
-    section is there, else (PIE builds) a search of ``.data.rel.ro``."""
+def names_from_elf(elf: ElfFile) -> frozenset[str]:
+    """Function names through an open ``elffile.ElfFile``: ``.gopclntab`` when the section is
+    there, else (PIE builds) a search of ``.data.rel.ro``."""
     for name, search in ((".gopclntab", False), (".data.rel.ro", True)):
         sec = elf.section(name)
         if sec is None or sec.type == _SHT_NOBITS:
             continue
-        if sec.size > MAX_PCLNTAB:
-            raise PclntabError(f"{name} of {sec.size} bytes is over the cap")
-        data = elf.read_at(sec.offset, sec.size)
+        data = elf.read_section(sec, MAX_PCLNTAB)
         return names_from_table(_search(data) if search else data)
     raise PclntabError("no Go pclntab")
 

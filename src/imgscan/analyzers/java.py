@@ -27,8 +27,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from imgscan.analyzers._elfsections import open_seekable
 from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
+from imgscan.analyzers.seekable import open_seekable
 from imgscan.model import Package, ScanWarning
 
 ARCHIVE_EXTS = (".jar", ".war", ".ear", ".jmod", ".par", ".sar", ".jpi", ".hpi", ".lpkg",
