@@ -115,8 +115,9 @@ def start_imgscan(args: list[str], workdir: str, name: str,
 
 @contextlib.contextmanager
 def run_workers(queue_url: str, workdir: str, n: int = 2, time_limit: int = 60,
-                env: dict[str, str] | None = None) -> Iterator[list[Proc]]:
-    procs = [start_worker(queue_url, workdir, f"worker{i}", time_limit, env)
+                env: dict[str, str] | None = None,
+                extra: list[str] | None = None) -> Iterator[list[Proc]]:
+    procs = [start_worker(queue_url, workdir, f"worker{i}", time_limit, env, extra)
              for i in range(n)]
     try:
         yield procs
@@ -126,20 +127,22 @@ def run_workers(queue_url: str, workdir: str, n: int = 2, time_limit: int = 60,
 
 
 def start_worker(queue_url: str, workdir: str, name: str, time_limit: int = 60,
-                 env: dict[str, str] | None = None) -> Proc:
+                 env: dict[str, str] | None = None, extra: list[str] | None = None) -> Proc:
     root = os.path.join(workdir, f"{name}-store")
     return start_imgscan(["worker", "--queue", queue_url, "--root", root, "--concurrency", "1",
-                          "--time-limit", str(time_limit), "--loglevel", "info"],
-                         workdir, name, env)
+                          "--time-limit", str(time_limit), "--loglevel", "info",
+                          *(extra or [])], workdir, name, env)
 
 
 @contextlib.contextmanager
-def run_serve(queue_url: str, workdir: str, key_file: str | None = None) -> Iterator[str]:
+def run_serve(queue_url: str, workdir: str, key_file: str | None = None,
+              extra: list[str] | None = None) -> Iterator[str]:
     port = rf.free_port()
     args = ["serve", "--listen", f"127.0.0.1:{port}", "--queue", queue_url,
             "--refresh-after", "1"]
     if key_file:
         args += ["--api-key-file", key_file]
+    args += extra or []
     p = start_imgscan(args, workdir, f"serve-{port}")
     try:
         rf.wait_port(port, p.proc, p.log_path)

@@ -229,3 +229,44 @@ def test_unpullable_image_is_a_500_with_the_reason(adapter: Adapter, worker: Non
         assert r.status_code == 500
         check(r, "/scan/{scan_request_id}/report")
         assert "scan failed" in r.json()["error"]["message"]
+
+
+CRIT = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
+
+
+def test_vulnerabilities_with_an_osv_database(adapter: Adapter, tmp_path: str) -> None:
+    """serve --vulns, a worker with --vulns-db: Harbor gets the matches as items."""
+    from clihelp import imgscan
+
+    tmp = str(tmp_path)
+    recs = os.path.join(tmp, "records")
+    os.makedirs(recs)
+    rec = {"schema_version": "1.6.0", "id": "DEBTEST-7", "modified": "2026-01-01T00:00:00Z",
+           "aliases": ["CVE-2099-0007"], "summary": "bash test advisory",
+           "severity": [{"type": "CVSS_V3", "score": CRIT}],
+           "affected": [{"package": {"ecosystem": "Debian:12", "name": "bash"},
+                         "ranges": [{"type": "ECOSYSTEM", "events": [
+                             {"introduced": "0"}, {"fixed": "5.2.15-3"}]}]}]}
+    with open(os.path.join(recs, "DEBTEST-7.json"), "w") as f:
+        json.dump(rec, f)
+    db = os.path.join(tmp, "osv.sqlite")
+    r = imgscan("db", "import", "--db", db, recs)
+    assert r.code == 0, r.err
+    queue = adapter.redis.url[:-1] + "2"  # a queue of its own: other workers have no DB
+    with sf.run_serve(queue, tmp, None, extra=["--vulns"]) as url, \
+            sf.run_workers(queue, tmp, n=1, extra=["--vulns-db", db]), \
+            httpx.Client(base_url=url, timeout=30) as c:
+        meta = check(c.get("/api/v1/metadata"), "/metadata")
+        assert meta["properties"]["harbor.scanner-adapter/vulnerability-database"] == "osv"
+        r = c.post("/api/v1/scan", json=adapter.request(),
+                   headers={"Content-Type": REQ_TYPE})
+        assert r.status_code == 202
+        r = _poll(c, r.json()["id"])
+        assert r.status_code == 200, r.text
+        doc = check(r, "/scan/{scan_request_id}/report")
+    items = {v["id"]: v for v in doc["vulnerabilities"]}
+    v = items["CVE-2099-0007"]
+    assert (v["package"], v["version"], v["fix_version"]) == ("bash", "5.2.15-2", "5.2.15-3")
+    assert v["severity"] == "Critical" and doc["severity"] == "Critical"
+    assert v["preferred_cvss"]["score_v3"] == 9.8
+    assert "note" not in doc["vendor_attributes"]["imgscan"]

@@ -22,7 +22,7 @@ from imgscan.api import open_store
 from imgscan.scan import Scanner
 from imgscan.server.audit import audit_registry
 from imgscan.server.cache import ANALYZED, RedisLayerCache
-from imgscan.server.jobs import REPORTS_WRITTEN, JobStore
+from imgscan.server.jobs import JobStore
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from imgscan.errors import ImageError
@@ -75,23 +77,73 @@ def pull(ref: str, root: str | None = None, platform: str | Platform | None = No
         image.source.close()
 
 
+def vulns_db_path(root: str | None = None, db: str | os.PathLike[str] | None = None) -> Path:
+    """Where the vulnerability database is: ``db`` when given, else ``<store root>/vulns/
+    osv.sqlite`` (beside the images it is matched against, one per store)."""
+    if db is not None:
+        return Path(db)
+    from imgscan.store.core import default_root
+
+    return Path(root or default_root()) / "vulns" / "osv.sqlite"
+
+
+def import_vulns(paths: Sequence[str | os.PathLike[str]], root: str | None = None,
+                 db: str | os.PathLike[str] | None = None) -> Any:
+    """``imgscan db import``: OSV zip exports, directories and files into the database, in
+    one transaction; returns ``imgscan.vulns.ImportResult``."""
+    from imgscan.vulns import import_paths
+
+    return import_paths(vulns_db_path(root, db), paths)
+
+
+def vulns_status(root: str | None = None, db: str | os.PathLike[str] | None = None) -> Any:
+    """``imgscan db status``: ``imgscan.vulns.Status`` (``DatabaseError`` when none)."""
+    from imgscan.vulns import status
+
+    return status(vulns_db_path(root, db))
+
+
 def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = None,
          options: Any = None, platform: str | Platform | None = None, store: Any = None,
-         jobs: int | None = None, cache: Any = None, **registry_opts: Any) -> Report:
+         jobs: int | None = None, *, cache: Any = None, vulns: bool = False,
+         vulns_db: str | os.PathLike[str] | None = None, only_fixed: bool = False,
+         strict_reachability: bool = False, **registry_opts: Any) -> Report:
     """Scan an image: a store name or id, a transport reference (pulled first and kept), or
     ``dir:PATH`` for an unpacked root filesystem.
+
+    ``vulns=True`` matches the packages against the offline OSV database (``vulns_db``, else
+    the store's) through ``imgscan.vulns.match_report``; the database is opened before the
+    image is read, so a missing one fails fast (``DatabaseError``, exit 3) and asks the Go
+    analyzer for function names so that Go findings carry their reachability.
 
     ``cache`` is a shared second level for per-layer results behind the store's: a
     ``redis://`` URL (``imgscan.server.cache``) or any ``ResultCache``."""
     from imgscan.scan import Scanner
 
+    db_path = None
+    if vulns:
+        from imgscan.analyzers.interface import ScanOptions
+        from imgscan.vulns import check
+
+        db_path = vulns_db_path(root if store is None else getattr(store, "root", root),
+                                vulns_db)
+        check(db_path)  # exists and is of a known schema
+        options = options or ScanOptions()
+        options = dataclasses.replace(options, extra={**options.extra, "go_symbols": True})
     scanner = Scanner(analyzers, options, jobs=jobs, shared_cache=open_shared_cache(cache))
     if ref.startswith("dir:"):
-        return scanner.scan_dir(ref[4:])
-    store = store or open_store(root)
-    image = pull(ref, platform=platform, store=store, **registry_opts) \
-        if is_transport_ref(ref) else store.lookup(ref)
-    return scanner.scan_image(store, image)
+        report = scanner.scan_dir(ref[4:])
+    else:
+        store = store or open_store(root)
+        image = pull(ref, platform=platform, store=store, **registry_opts) \
+            if is_transport_ref(ref) else store.lookup(ref)
+        report = scanner.scan_image(store, image)
+    if db_path is None:
+        return report
+    from imgscan.vulns import match_report
+
+    return match_report(report, db_path, only_fixed=only_fixed,
+                        strict_reachability=strict_reachability)
 
 
 def open_shared_cache(cache: Any) -> Any:

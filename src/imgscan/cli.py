@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from imgscan._version import __version__
+from imgscan.cli_vulns import db, vulns_kwargs, vulns_options
 from imgscan.errors import ImgscanError
 
 EXIT_CODES = """\b
@@ -561,6 +562,7 @@ def mounts(root: str | None, fmt: str) -> None:
 @click.option("--cache", "cache_url", metavar="redis://HOST:PORT/DB",
               help="Share per-layer results with a fleet: a Redis level behind the store's "
               "cache (an unreachable Redis only costs a warning).")
+@vulns_options
 @click.argument("image", required=False)
 def scan(root: str | None, platform: str | None, image: str | None, scan_all: bool,
          output_dir: str | None, atomic_scanin: str | None, atomic_scanout: str | None,
@@ -579,7 +581,11 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
       imgscan scan --all --format json --format html --output-dir audit/
       imgscan scan --atomic-scanin /scanin --atomic-scanout /scanout
       imgscan scan docker://registry:5000/app:1.0 --cache redis://redis:6379/1
+      imgscan scan app:1.0 --vulns --fail-on high --only-fixed
     """
+    vulns = vulns_kwargs(kw)
+    if vulns and not image:
+        raise click.UsageError("--vulns scans one IMAGE (not --all or --atomic-scanin yet)")
     modes = sum(bool(x) for x in (image, scan_all, atomic_scanin))
     if modes != 1:
         raise click.UsageError("give exactly one of IMAGE, --all or --atomic-scanin")
@@ -596,7 +602,7 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
     source_opts = _source_opts(image, kw)
     report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
-                     jobs=kw["jobs"], options=_scan_options(kw), cache=cache_url,
+                     jobs=kw["jobs"], options=_scan_options(kw), cache=cache_url, **vulns,
                      **source_opts)
     sys.exit(_judge(report, gate, plan, kw))
 
@@ -710,125 +716,13 @@ def analyzers_cmd(fmt: str) -> None:
                         headers=["NAME", "VERSION", "KIND", "DISTRIBUTION", "DESCRIPTION"]))
 
 
-# -- beyond one machine ----------------------------------------------------------------------
-def queue_option(required: bool) -> Callable[..., Any]:
-    return click.option("--queue", "queue_url", required=required, metavar="redis://HOST:PORT/DB",
-                        envvar="IMGSCAN_QUEUE", help="The Redis of the Celery job queue "
-                        "(also $IMGSCAN_QUEUE).")
+main.add_command(db)
 
+# serve, worker, audit: after the helpers they use (cli_server imports them from here)
+from imgscan.cli_server import audit, serve, worker  # noqa: E402
 
-@main.command()
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
-              help="Where Harbor reaches the adapter (0.0.0.0:8080 in a container).")
-@queue_option(True)
-@click.option("--api-key-file", type=click.Path(dir_okay=False, exists=True),
-              help="Keys Harbor must present (one per line) as X-ScannerAdapter-API-Key, "
-              "Bearer or Basic; without it, anyone who reaches --listen may enqueue scans.")
-@click.option("--vulns-db", type=click.Path(), envvar="IMGSCAN_VULNS_DB",
-              help="Tell Harbor that the workers match vulnerabilities with this OSV database "
-              "(else the vulnerability list is empty, with a note saying so).")
-@click.option("--refresh-after", type=click.IntRange(1, 600), default=5, show_default=True,
-              help="Seconds Harbor waits before asking again for a report that is not ready.")
-@click.option("--tls-verify", type=click.BOOL, default=True, show_default=True,
-              metavar="BOOL", help="Verify TLS of https:// registries Harbor sends.")
-def serve(listen: str, queue_url: str, api_key_file: str | None, vulns_db: str | None,
-          refresh_after: int, tls_verify: bool) -> None:
-    """Serve the Harbor Pluggable Scanner API v1.2; scans go to the queue.
-
-    \b
-    Example:
-      imgscan serve --listen 0.0.0.0:8080 --queue redis://redis:6379/0 --api-key-file key
-    """
-    from imgscan.api import serve as run
-
-    run(listen, queue_url, api_key_file=api_key_file, vulns_db=vulns_db,
-        refresh_after=refresh_after, tls_verify=tls_verify)
-
-
-@main.command()
-@root_option
-@queue_option(True)
-@click.option("--cache", "cache_url", metavar="redis://HOST:PORT/DB|none",
-              help="Shared per-layer result cache (default: the queue's Redis).")
-@click.option("--concurrency", type=click.IntRange(1), default=2, show_default=True,
-              help="Scans at once (processes; one per core).")
-@click.option("--time-limit", type=click.IntRange(10), default=1800, show_default=True,
-              metavar="SECONDS", help="Hard limit per scan (soft limit: 90% of it); the "
-              "queue's visibility timeout and the job lease are derived from it.")
-@click.option("--analyzers", metavar="NAME,...", help="Run only these analyzers.")
-@click.option("--vulns-db", type=click.Path(), envvar="IMGSCAN_VULNS_DB",
-              help="Match vulnerabilities with this OSV database.")
-@click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="warning", show_default=True)
-def worker(root: str | None, queue_url: str, cache_url: str | None, concurrency: int,
-           time_limit: int, analyzers: str | None, vulns_db: str | None,
-           loglevel: str) -> None:
-    """Take scan jobs from the queue (run any number, on any machine).
-
-    \b
-    Example:
-      imgscan worker --queue redis://redis:6379/0 --concurrency 2
-    """
-    from imgscan.api import worker as run
-
-    cache = None if cache_url == "none" else cache_url or queue_url
-    run(queue_url, root=root, cache_url=cache, concurrency=concurrency,
-        time_limit=time_limit, analyzers=_analyzer_names(analyzers), vulns_db=vulns_db,
-        loglevel=loglevel.upper())
-
-
-@main.command(epilog=EXIT_CODES)
-@root_option
-@platform_option
-@registry_options
-@queue_option(False)
-@click.option("--shard", metavar="k/N", envvar="IMGSCAN_SHARD",
-              help="No queue: scan shard k of N here (a Kubernetes Indexed Job pod).")
-@click.option("--output-dir", type=click.Path(file_okay=False), default=".",
-              show_default=True, help="Where the per-image reports and summary.json go.")
-@click.option("--format", "formats", multiple=True, metavar="FORMAT",
-              help="Report format per image, repeatable (default json).")
-@click.option("--cache", "cache_url", metavar="redis://HOST:PORT/DB",
-              help="With --shard: share per-layer results through this Redis.")
-@click.option("--analyzers", metavar="NAME,...", help="With --shard: only these analyzers.")
-@click.option("--fail-on", metavar="SEVERITY",
-              help="Exit 1 when an image has a finding at or above this severity.")
-@click.option("--timeout", type=click.FloatRange(1), metavar="SECONDS",
-              help="With --queue: give up on jobs not finished by then (exit 3).")
-@click.argument("registry")
-def audit(root: str | None, platform: str | None, queue_url: str | None, shard: str | None,
-          output_dir: str, formats: Sequence[str], cache_url: str | None,
-          analyzers: str | None, fail_on: str | None, timeout: float | None,
-          registry: str, **kw: Any) -> None:
-    """Audit every image of a registry: one job per manifest digest.
-
-    REGISTRY is docker://HOST[/PREFIX]. With --queue, jobs go to imgscan workers; with
-    --shard k/N, this process scans its share of the digests itself.
-
-    \b
-    Examples:
-      imgscan audit docker://registry:5000 --queue redis://redis:6379/0 --output-dir audit/
-      imgscan audit docker://registry:5000/team --shard 3/8 --output-dir audit/ --format html
-    """
-    from tabulate import tabulate
-
-    from imgscan.api import ScanSettings, audit_registry, parse_shard
-
-    if bool(queue_url) == bool(shard):
-        raise click.UsageError("give exactly one of --queue and --shard")
-    settings = ScanSettings(root=root, cache_url=cache_url,
-                            analyzers=tuple(_analyzer_names(analyzers) or ()) or None)
-    result = audit_registry(registry, output_dir=output_dir, formats=list(formats) or ["json"],
-                            queue_url=queue_url, shard=parse_shard(shard) if shard else None,
-                            settings=settings, platform=platform, fail_on=fail_on,
-                            timeout=timeout, **_registry_opts(kw))
-    rows = [[e.label, e.short_id, "-", "error: " + e.error[:40], "-"] if e.error else
-            [e.label, e.short_id, e.packages,
-             " ".join(f"{k}:{n}" for k, n in e.counts.items() if n) or "none",
-             "FAIL" if e.failed_gate else "pass"] for e in result.entries]
-    click.echo(tabulate(rows, headers=["IMAGE", "DIGEST", "PACKAGES", "FINDINGS", "GATE"]))
-    click.echo(f"reports in {os.path.abspath(result.output_dir)}")
-    sys.exit(result.exit_code)
+for _cmd in (serve, worker, audit):
+    main.add_command(_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,12 +53,20 @@ class IgnoreRule:
     def matches(self, f: Finding) -> bool:
         if self.id and f.id != self.id:
             return False
-        if self.rule and not fnmatch.fnmatchcase(f.rule_id, self.rule):
+        if self.rule and not any(fnmatch.fnmatchcase(name, self.rule) for name in _names(f)):
             return False
         if self.path and not fnmatch.fnmatchcase(_where(f), self.path):
             return False
         return not (self.package and not (f.package
                                           and fnmatch.fnmatchcase(f.package, self.package)))
+
+
+def _names(f: Finding) -> list[str]:
+    """What a ``rule`` selector matches: the rule id and, for a vulnerability, every id and
+    alias it was reported under, so ``rule = "CVE-2023-1234"`` ignores the GHSA and PYSEC
+    records of that CVE whichever one became the finding's primary id."""
+    props = f.properties or {}
+    return [f.rule_id, *props.get("ids", ()), *props.get("aliases", ())]
 
 
 def _where(f: Finding) -> str:

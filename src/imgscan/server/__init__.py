@@ -17,14 +17,13 @@ __all__ = ["audit_registry", "serve", "worker"]
 
 
 def serve(listen: str, queue_url: str, *, api_key_file: str | None = None,
-          vulns_db: str | None = None, refresh_after: int = 5,
-          tls_verify: bool = True) -> None:
+          vulns: bool = False, refresh_after: int = 5, tls_verify: bool = True) -> None:
     """Run the Harbor adapter on ``listen`` (``HOST:PORT``), enqueueing on ``queue_url``."""
     from imgscan.server.api import ServeConfig, load_api_keys
     from imgscan.server.api import serve as run
 
     keys = load_api_keys(api_key_file) if api_key_file else None
-    run(listen, ServeConfig(queue_url, keys, vulns_db, refresh_after, tls_verify))
+    run(listen, ServeConfig(queue_url, keys, vulns, refresh_after, tls_verify))
 
 
 def worker(queue_url: str, *, root: str | None = None, cache_url: str | None = None,

@@ -40,7 +40,8 @@ class ServeConfig:
 
     queue_url: str
     api_keys: frozenset[str] | None = None
-    vulns_db: str | None = None
+    #: ask workers to match vulnerabilities (each needs an OSV database: worker --vulns-db)
+    vulns: bool = False
     refresh_after: int = 5
     #: verify TLS for https registries (http:// registry URLs are plain HTTP anyway)
     tls_verify: bool = True
@@ -126,7 +127,7 @@ def create_app(config: ServeConfig, store: JobStore | None = None,
     async def metadata(request: Request) -> Response:
         if not _authorized(request, config.api_keys):
             return unauthorized()
-        return _json(200, h.metadata(config.vulns_db), h.METADATA_V11)
+        return _json(200, h.metadata(config.vulns), h.METADATA_V11)
 
     async def accept_scan(request: Request) -> Response:
         if not _authorized(request, config.api_keys):
@@ -152,7 +153,7 @@ def create_app(config: ServeConfig, store: JobStore | None = None,
             return _error(e.status, e.message)
         label = f"{req.host}/{req.repository}" + (f":{req.tag}" if req.tag else
                                                   f"@{req.digest}")
-        job = new_job(req.ref, req.digest, HARBOR_FORMATS, vulns=bool(config.vulns_db),
+        job = new_job(req.ref, req.digest, HARBOR_FORMATS, vulns=config.vulns,
                       label=label, creds=req.creds,
                       tls_verify=config.tls_verify and not req.plain_http,
                       meta={"artifact": req.artifact(), "sbom": list(req.sbom_media_types)})
@@ -203,7 +204,7 @@ def create_app(config: ServeConfig, store: JobStore | None = None,
         if want == h.SBOM_REPORT:
             doc = h.sbom_report(json.loads(found[fmt]), sbom_type or "", report, artifact)
             return _json(200, doc, h.SBOM_REPORT)
-        return _json(200, h.vulnerability_report(report, artifact, bool(config.vulns_db)), want)
+        return _json(200, h.vulnerability_report(report, artifact, config.vulns), want)
 
     routes = [
         Route("/api/v1/metadata", metadata, methods=["GET"]),

@@ -176,7 +176,7 @@ def audit_registry(target: str, *, output_dir: str | Path = ".",
                    formats: Sequence[str] = ("json",), queue_url: str | None = None,
                    shard: tuple[int, int] | None = None,
                    settings: ScanSettings | None = None, platform: str | None = None,
-                   fail_on: str | None = None, poll: float = 0.5,
+                   fail_on: str | None = None, vulns: bool = False, poll: float = 0.5,
                    timeout: float | None = None, **registry_opts: Any) -> AuditResult:
     """Audit every image of a registry (see the module docstring). Returns the entries in
     digest order; ``summary.json`` lists them with every name each digest has."""
@@ -201,12 +201,12 @@ def audit_registry(target: str, *, output_dir: str | Path = ".",
         if shard is not None:
             for t in targets:
                 entries[t.digest] = _scan_here(t, wanted, formats, settings, out_dir, fail_on,
-                                               registry_opts)
+                                               vulns, registry_opts)
                 bar.advance(t.label)
         else:
             assert queue_url is not None
-            _fan_out(queue_url, targets, wanted, formats, out_dir, fail_on, registry_opts,
-                     entries, bar, poll, timeout)
+            _fan_out(queue_url, targets, wanted, formats, out_dir, fail_on, vulns,
+                     registry_opts, entries, bar, poll, timeout)
     result = AuditResult(tuple(entries[t.digest] for t in targets if t.digest in entries),
                          out_dir)
     write_summary(result, targets, target, shard)
@@ -214,9 +214,10 @@ def audit_registry(target: str, *, output_dir: str | Path = ".",
 
 
 def _scan_here(t: AuditTarget, wanted: list[str], formats: Sequence[str],
-               settings: ScanSettings, out_dir: Path, fail_on: str | None,
+               settings: ScanSettings, out_dir: Path, fail_on: str | None, vulns: bool,
                registry_opts: dict[str, Any]) -> AuditEntry:
-    job = new_job(t.ref, t.digest, wanted, label=t.label, creds=registry_opts.get("creds"),
+    job = new_job(t.ref, t.digest, wanted, vulns=vulns, label=t.label,
+                  creds=registry_opts.get("creds"),
                   tls_verify=registry_opts.get("tls_verify", True))
     try:
         outputs = render(scan_report(job, settings), wanted)
@@ -226,7 +227,7 @@ def _scan_here(t: AuditTarget, wanted: list[str], formats: Sequence[str],
 
 
 def _fan_out(queue_url: str, targets: Sequence[AuditTarget], wanted: list[str],
-             formats: Sequence[str], out_dir: Path, fail_on: str | None,
+             formats: Sequence[str], out_dir: Path, fail_on: str | None, vulns: bool,
              registry_opts: dict[str, Any], entries: dict[str, AuditEntry], bar: Any,
              poll: float, timeout: float | None) -> None:
     """One job per digest; gather as they finish. A Redis outage is waited out; a job whose
@@ -239,7 +240,7 @@ def _fan_out(queue_url: str, targets: Sequence[AuditTarget], wanted: list[str],
 
     app = tasks.make_app(queue_url)
     store = JobStore(connect(queue_url))
-    jobs = {t.digest: new_job(t.ref, t.digest, wanted, label=t.label,
+    jobs = {t.digest: new_job(t.ref, t.digest, wanted, vulns=vulns, label=t.label,
                               creds=registry_opts.get("creds"),
                               tls_verify=registry_opts.get("tls_verify", True))
             for t in targets}

@@ -49,8 +49,9 @@ _REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?
                       r"[a-z0-9]+)*)*$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 
-NO_VULN_DB_NOTE = ("no vulnerability database is configured for this scanner (start the "
-                   "workers with --vulns-db): the vulnerability list is empty, not clean; "
+NO_VULN_DB_NOTE = ("no vulnerability database is configured for this scanner (imgscan serve "
+                   "--vulns, workers with --vulns-db): the vulnerability list is empty, not "
+                   "clean; "
                    "imgscan's own findings are in vendor_attributes and the raw report")
 
 
@@ -81,15 +82,15 @@ def error_body(message: str) -> dict[str, Any]:
     return {"error": {"message": message}}
 
 
-def metadata(vulns_db: str | None) -> dict[str, Any]:
+def metadata(vulns: bool) -> dict[str, Any]:
     """``ScannerAdapterMetadata``: a vulnerability capability (empty list without a DB, said
     in the properties) and an SBOM capability with SPDX and CycloneDX."""
     props = {
         "harbor.scanner-adapter/scanner-type": "os-package-vulnerability",
-        "harbor.scanner-adapter/vulnerability-database": "osv" if vulns_db else "none",
+        "harbor.scanner-adapter/vulnerability-database": "osv" if vulns else "none",
         "org.imgscan/findings": "secrets, permissions, elf, config (vendor_attributes, raw)",
     }
-    if not vulns_db:
+    if not vulns:
         props["org.imgscan/note"] = NO_VULN_DB_NOTE
     return {
         "scanner": scanner_info(),
@@ -290,14 +291,14 @@ def _vuln_item(f: dict[str, Any]) -> dict[str, Any]:
 
 
 def vulnerability_report(report: dict[str, Any], req: dict[str, Any],
-                         vulns_db: bool) -> dict[str, Any]:
+                         vulns: bool) -> dict[str, Any]:
     """``HarborVulnerabilityReport`` from an imgscan JSON report: findings of category
     ``vulnerability`` (``scan --vulns``) become items; the rest go in vendor_attributes."""
     items = [_vuln_item(f) for f in report.get("findings", [])
              if f.get("category") == "vulnerability"]
     worst = max((_ORDER.index(i["severity"]) for i in items), default=0)
     vendor: dict[str, Any] = {"imgscan": own_findings(report)}
-    if not vulns_db:
+    if not vulns:
         vendor["imgscan"]["note"] = NO_VULN_DB_NOTE
     return {"generated_at": report.get("created") or _now(), "artifact": req,
             "scanner": scanner_info(), "severity": _ORDER[worst], "vulnerabilities": items,
