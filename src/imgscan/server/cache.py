@@ -106,6 +106,13 @@ class RedisLayerCache:
                     return found
             if self.client.set(PREFIX + "lease:" + entry, self.token, nx=True,
                                px=int(self.lease_ttl * 1000)):
+                # the holder may have put the entry and let go between our GET and SET NX
+                data = self.client.get(PREFIX + entry)
+                found = decode_results(data) if data is not None else None
+                if found is not None:
+                    self.client.eval(_RELEASE, 1, PREFIX + "lease:" + entry, self.token)
+                    self.stats["hits"] += 1
+                    return found
                 with self._lock:
                     self._held.add(entry)
                 self.stats["misses"] += 1
