@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real components the tests talk to (see ../shared/PLATFORM.md): registry, converters,
-# rpm tooling, redis-server (imgscan worker/serve tests), compilers for test binaries, checksec, a headless browser for the HTML report.
+# rpm tooling, compilers for test binaries, checksec, a headless browser for the HTML report,
+# redis-server for the serve/worker/audit tests.
 APT_PACKAGES=(
   skopeo umoci docker-registry apache2-utils
   fuse-overlayfs fuse3

@@ -112,3 +112,21 @@ def test_queue_urls_point_at_the_redis_service() -> None:
             for flag in ("--queue", "--cache"):
                 if flag in argv:
                     assert argv[argv.index(flag) + 1].startswith("redis://redis:6379/"), where
+
+
+def test_other_commands_do_not_load_the_server_stack() -> None:
+    """serve/worker/audit import Celery, redis-py, Starlette and uvicorn lazily: loading
+    the command line (and running, say, --help) pulls in none of them."""
+    import subprocess
+    import sys
+
+    from clihelp import SRC
+
+    code = ("import sys, imgscan.cli\n"
+            "from click.testing import CliRunner\n"
+            "CliRunner().invoke(imgscan.cli.main, ['scan', '--help'])\n"
+            "heavy = {'celery', 'kombu', 'redis', 'starlette', 'uvicorn', 'billiard'}\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": SRC}, check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout
