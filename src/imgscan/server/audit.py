@@ -261,10 +261,10 @@ def _fan_out(queue_url: str, targets: Sequence[AuditTarget], wanted: list[str],
                 store.record(job)
                 tasks.enqueue(app, job)
                 to_send.pop(0)
-            for d, job in jobs.items():
-                if d in entries:
-                    continue
-                st = store.status(job["id"])
+            pending = [d for d in jobs if d not in entries and d not in to_send]
+            for d, st in zip(pending, store.statuses([jobs[d]["id"] for d in pending]),
+                             strict=True):
+                job = jobs[d]
                 if st is None:
                     log.warning("imgscan audit: job for %s was lost (Redis restarted?): "
                                 "enqueueing it again", by_digest[d].label)
@@ -279,6 +279,7 @@ def _fan_out(queue_url: str, targets: Sequence[AuditTarget], wanted: list[str],
                         to_send.append(d)  # the result expired or was lost: scan again
                         continue
                     entries[d] = _entry(by_digest[d], outputs, formats, out_dir, fail_on)
+                    store.forget(job["key"])
                     bar.advance(by_digest[d].label)
             warned = False
         except (redis.RedisError, OSError, ConnectionError) as e:
@@ -291,4 +292,6 @@ def _fan_out(queue_url: str, targets: Sequence[AuditTarget], wanted: list[str],
             if not warned:
                 log.warning("imgscan audit: cannot enqueue (%s); waiting", e)
                 warned = True
-        time.sleep(poll)
+        # one status read per pending job per round: slow down for big audits so that
+        # polling stays far below what one Redis serves (~100k reads/s)
+        time.sleep(max(poll, (len(jobs) - len(entries)) / 20_000))

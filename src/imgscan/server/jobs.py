@@ -106,6 +106,18 @@ class JobStore:
         raw = self.r.hgetall(JOB + job_id)
         return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
 
+    def statuses(self, job_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        """Many statuses in one round trip (an audit polls every pending job)."""
+        pipe = self.r.pipeline(transaction=False)
+        for jid in job_ids:
+            pipe.hgetall(JOB + jid)
+        return [{k.decode(): v.decode() for k, v in raw.items()} if raw else None
+                for raw in pipe.execute()]
+
+    def forget(self, key: str) -> None:
+        """Drop a result once gathered: Redis holds reports in flight, not an archive."""
+        self.r.delete(RESULT + key)
+
     def result(self, key: str, fmt: str | None = None) -> dict[str, str] | None:
         """The key's stored outputs (format → text, plus ``summary``), or one of them."""
         if fmt is not None:
