@@ -16,7 +16,7 @@ import binascii
 import datetime as _dt
 import re
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from imgscan._version import __version__
@@ -125,7 +125,6 @@ class ScanRequest:
     creds: str | None = None
     capabilities: tuple[str, ...] = ("vulnerability", "sbom")
     sbom_media_types: tuple[str, ...] = SBOM_MEDIA_TYPES
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"ScanRequest({self.host}/{self.repository}@{self.digest})"

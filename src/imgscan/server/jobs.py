@@ -195,17 +195,12 @@ def _process_cache(settings: ScanSettings) -> Any:
 def scan_report(job: dict[str, Any], settings: ScanSettings) -> Any:
     """The ``Report`` of the job's image: ``imgscan.api.scan`` with the worker's store and
     the shared layer cache, the job's pull credential and TLS choice."""
-    import inspect
-
     from imgscan import api
-    from imgscan.errors import ImgscanError
 
     kw: dict[str, Any] = {"tls_verify": job.get("tls_verify", True)}
     if job.get("creds"):
         kw["creds"] = job["creds"]
     if job.get("vulns"):
-        if "vulns" not in inspect.signature(api.scan).parameters:
-            raise ImgscanError("this imgscan cannot match vulnerabilities (no imgscan.vulns)")
         kw.update(vulns=True, vulns_db=settings.vulns_db)
     return api.scan(job["ref"], store=_process_store(settings),
                     analyzers=list(settings.analyzers) if settings.analyzers else None,
