@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from analyzerharness import LocalFileInput, info_from_stat, run_analyzer
 from imgscan.analyzers.gobinary import GoBinaryAnalyzer
 from imgscan.analyzers.interface import FileInfo, FileInput, FileKind
 from imgscan.purls import package_purl
-from imgscan.testing import LocalFileInput, info_from_stat, run_analyzer
 
 GO = shutil.which("go")
 

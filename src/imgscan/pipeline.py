@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from imgscan.analyzers.interface import AnalyzerError
 from imgscan.errors import ImgscanError, UsageError
 from imgscan.gate import EXIT_ERROR, EXIT_GATE_FAILED, GateConfig, GateOutcome
 from imgscan.model import Report
@@ -127,6 +128,8 @@ def audit(store: Any = None, *, root: str | None = None, formats: Sequence[str] 
             label = img.names[0] if img.names else img.short_id
             try:
                 report = Scanner(analyzers, options, jobs=jobs).scan_image(store, img)
+            except AnalyzerError:
+                raise  # a broken plugin breaks every image alike: stop and say so
             except ImgscanError as e:
                 entries.append(AuditEntry(label, img.short_id, EXIT_ERROR, error=str(e)))
                 bar.advance(label)
@@ -164,6 +167,8 @@ def scan_atomic(scanin: str | Path, scanout: str | Path, *, gate: GateConfig | N
         os.makedirs(dest, exist_ok=True)
         try:
             report = Scanner(analyzers, options, jobs=jobs).scan_dir(target)
+        except AnalyzerError:
+            raise
         except ImgscanError as e:
             with open(dest / "json", "w") as f:
                 json.dump(failure_document(f"/scanin/{name}", str(e)), f, indent=2)

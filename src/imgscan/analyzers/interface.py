@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
+from imgscan.errors import ImgscanError
 from imgscan.fileinfo import FileInfo, FileKind  # noqa: F401 - re-exported for analyzers
 from imgscan.model import (
     Finding,
@@ -234,5 +235,9 @@ class PostAnalyzer(_Base):
         """Look at the merged image. Raise nothing for bad content: return warnings."""
 
 
-class AnalyzerError(Exception):
-    """An analyzer plugin could not be loaded or is not a valid analyzer."""
+class AnalyzerError(ImgscanError):
+    """An analyzer plugin could not be loaded or is not a valid analyzer: the installation
+    is broken, so it is the environment that cannot be used (exit code 3), said plainly
+    and naming the distribution, never an "unexpected" crash."""
+
+    exit_code = 3
