@@ -11,12 +11,16 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from imgscan._version import __version__
 from imgscan.errors import ImgscanError
+
+if TYPE_CHECKING:
+    from imgscan.analyzers.interface import ScanOptions
+    from imgscan.store.store import Store
 
 EXIT_CODES = """\b
 Exit codes:
@@ -160,25 +164,15 @@ def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _scan_options(kw: dict[str, Any]) -> Any:
+def _scan_options(kw: dict[str, Any]) -> ScanOptions:
     """ScanOptions from the command line; secret rules are loaded now so that a bad rule
     file is a usage error (exit 2) before anything is pulled or scanned."""
-    from imgscan.analyzers.interface import ScanOptions
+    from imgscan.api import scan_options
 
-    names = _analyzer_names(kw["analyzers"])
-    if kw["rule_dirs"] or kw["disabled_rules"] or names is None or \
-            any(n.startswith("secrets") for n in names):
-        from imgscan.secrets.rules import load_rules
-
-        load_rules(tuple(kw["rule_dirs"]), tuple(kw["disabled_rules"]))
-    return ScanOptions(
-        scan_binaries=kw["scan_binaries"],
-        hidden=not kw["no_hidden"],
-        show_secrets=kw["show_secrets"],
-        rule_dirs=tuple(kw["rule_dirs"]),
-        disabled_rules=tuple(kw["disabled_rules"]),
-        extra={"max_age_days": kw["max_age_days"]},
-    )
+    return scan_options(_analyzer_names(kw["analyzers"]), scan_binaries=kw["scan_binaries"],
+                        hidden=not kw["no_hidden"], show_secrets=kw["show_secrets"],
+                        rule_dirs=kw["rule_dirs"], disabled_rules=kw["disabled_rules"],
+                        extra={"max_age_days": kw["max_age_days"]})
 
 
 def _analyzer_names(text: str | None) -> list[str] | None:
@@ -215,15 +209,10 @@ def _judge(report: Any, gate: Any, plan: list[Any], kw: dict[str, Any]) -> int:
 
 
 def _store(root: str | None, max_layer_size: int | None = None,
-           max_entries: int | None = None) -> Any:
-    from imgscan.store.limits import ExtractLimits
-    from imgscan.store.store import Store
+           max_entries: int | None = None) -> Store:
+    from imgscan.api import open_store
 
-    limits = ExtractLimits()
-    if max_layer_size or max_entries:
-        limits = ExtractLimits(max_bytes=max_layer_size or limits.max_bytes,
-                               max_entries=max_entries or limits.max_entries)
-    return Store(root, limits=limits)
+    return open_store(root, max_layer_size=max_layer_size, max_entries=max_entries)
 
 
 @click.group(cls=ImgscanGroup, context_settings={"help_option_names": ["-h", "--help"],
@@ -294,9 +283,9 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
                  (click.core.ParameterSource.DEFAULT, None)]
         if given:
             raise click.UsageError("scan options such as --fail-on need --vet")
-        rec = api.pull(ref, store=store, platform=platform, names=list(names) or None,
-                       **source_opts)
-        click.echo(rec.id)
+        pulled = api.pull(ref, store=store, platform=platform, names=list(names) or None,
+                          **source_opts)
+        click.echo(pulled.id)
         return
     gate, plan = _gate_setup(kw)
     rec, _, code = api.vetted_pull(ref, store, lambda r: _judge(r, gate, plan, kw),
@@ -390,10 +379,7 @@ def inspect(root: str | None, platform: str | None, show_config: bool, raw: bool
     if show_config:
         click.echo(json.dumps(img.config, indent=4))
         return
-    from imgscan.images.inspect import inspect_dict
-
-    click.echo(json.dumps(inspect_dict(img, target.name, target.tag, target.repo_tags),
-                          indent=4))
+    click.echo(json.dumps(api.inspect_document(target), indent=4))
 
 
 @main.command()
@@ -424,9 +410,9 @@ def rmi(root: str | None, force: bool, images: Sequence[str]) -> None:
     Example:
       imgscan rmi localhost/layout:1.0 3f2a9c1b
     """
-    from imgscan.housekeeping import remove_images
+    from imgscan.api import remove_images
 
-    for rec in remove_images(_store(root), images, force=force):
+    for rec in remove_images(images, force=force, store=_store(root)):
         click.echo(f"removed {rec.id}")
 
 
@@ -447,9 +433,9 @@ def store_check(root: str | None, repair: bool) -> None:
     Example:
       imgscan store check --repair
     """
-    from imgscan.housekeeping import check_store
+    from imgscan.api import check_store
 
-    problems = check_store(_store(root), repair=repair)
+    problems = check_store(repair=repair, store=_store(root))
     for p in problems:
         state = "repaired" if repair and p.repairable else ("repairable" if p.repairable
                                                             else "needs attention")
@@ -465,9 +451,9 @@ def store_check(root: str | None, repair: bool) -> None:
 @root_option
 def store_gc(root: str | None) -> None:
     """Remove layers that no image uses, and their cached analysis results."""
-    from imgscan.housekeeping import collect_garbage
+    from imgscan.api import collect_garbage
 
-    dropped = collect_garbage(_store(root))
+    dropped = collect_garbage(store=_store(root))
     click.echo(f"removed {len(dropped)} unused layer(s)")
 
 
@@ -490,9 +476,9 @@ def mount(root: str | None, mountpoint: str | None, driver: str, image: str) -> 
     Example:
       cd "$(imgscan mount localhost/layout:1.0)" && ls -l usr/bin
     """
-    from imgscan.mount.mounts import MountTable
+    from imgscan.api import mount as do_mount
 
-    rec = MountTable(_store(root)).mount(image, mountpoint, driver)
+    rec = do_mount(image, mountpoint, driver, store=_store(root))
     click.echo(rec.path)
 
 
@@ -509,9 +495,9 @@ def umount(root: str | None, force: bool, target: str) -> None:
     Example:
       imgscan umount localhost/layout:1.0
     """
-    from imgscan.mount.mounts import MountTable
+    from imgscan.api import unmount
 
-    rec = MountTable(_store(root)).unmount(target, force=force)
+    rec = unmount(target, force=force, store=_store(root))
     if rec is not None and rec.count > 0:
         click.echo(f"{rec.path} still mounted (count {rec.count})")
     elif rec is not None:
@@ -526,10 +512,10 @@ def mounts(root: str | None, fmt: str) -> None:
     """List mounted images: image, path, count and driver."""
     from dataclasses import asdict
 
-    from imgscan.mount.mounts import MountTable
+    from imgscan.api import list_mounts
 
     store = _store(root)
-    recs = MountTable(store).records()
+    recs = list_mounts(store)
     names = {i.id: ", ".join(i.names) for i in store.images()}
     if fmt == "json":
         click.echo(json.dumps([asdict(r) | {"names": names.get(r.image_id, "")}
@@ -654,7 +640,7 @@ def tags(repository: str, fmt: str, **kw: Any) -> None:
     """
     if not repository.startswith("docker://"):
         raise click.UsageError("tags needs a docker://HOST/REPO reference")
-    from imgscan.images.registry import list_tags
+    from imgscan.api import list_tags
 
     found = list_tags(repository[len("docker://"):], **_registry_opts(kw))
     click.echo(json.dumps(found, indent=2) if fmt == "json" else "\n".join(found))
@@ -673,9 +659,9 @@ def rules(rule_dirs: Sequence[str], disabled_rules: Sequence[str], fmt: str) -> 
     Example:
       imgscan rules --rules ./my-rules --disable-rule generic-password
     """
-    from imgscan.secrets.rules import load_rules
+    from imgscan.api import list_rules
 
-    rows = load_rules(tuple(rule_dirs), tuple(disabled_rules)).listing()
+    rows = list_rules(rule_dirs, disabled_rules)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -690,12 +676,9 @@ def rules(rule_dirs: Sequence[str], disabled_rules: Sequence[str], fmt: str) -> 
               show_default=True)
 def analyzers_cmd(fmt: str) -> None:
     """List the installed analyzer plugins with their versions and distributions."""
-    from imgscan.analyzers.registry import load_all
+    from imgscan.api import list_analyzers
 
-    plugins = load_all()
-    rows = [{"name": p.name, "version": p.version, "kind": "image" if p.is_post else "file",
-             "distribution": f"{p.spec.distribution} {p.spec.dist_version}",
-             "description": p.cls.description} for p in plugins]
+    rows = list_analyzers()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return

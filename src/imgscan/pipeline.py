@@ -17,9 +17,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from imgscan.analyzers.interface import AnalyzerError
+from imgscan.analyzers.interface import AnalyzerError, ScanOptions
 from imgscan.errors import ImgscanError, UsageError
 from imgscan.gate import EXIT_ERROR, EXIT_GATE_FAILED, GateConfig, GateOutcome
 from imgscan.model import Report
@@ -31,6 +31,9 @@ from imgscan.reports.interface import (
     write_file,
     writer_class,
 )
+
+if TYPE_CHECKING:
+    from imgscan.store.store import Store
 
 __all__ = [
     "AuditEntry",
@@ -101,9 +104,10 @@ def safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:120] or "image"
 
 
-def audit(store: Any = None, *, root: str | None = None, formats: Sequence[str] = ("json",),
-          output_dir: str | Path = ".", gate: GateConfig | None = None,
-          analyzers: Sequence[str] | None = None, options: Any = None,
+def audit(store: Store | None = None, *, root: str | None = None,
+          formats: Sequence[str] = ("json",), output_dir: str | Path = ".",
+          gate: GateConfig | None = None,
+          analyzers: Sequence[str] | None = None, options: ScanOptions | None = None,
           jobs: int | None = None, writer_options: WriterOptions | None = None) -> AuditResult:
     """Scan every image of the store (``imgscan scan --all``): each one is gated and written
     as ``<output_dir>/<name>.<writer extension>`` in every format. An image that cannot be
@@ -148,7 +152,7 @@ def audit(store: Any = None, *, root: str | None = None, formats: Sequence[str] 
 
 
 def scan_atomic(scanin: str | Path, scanout: str | Path, *, gate: GateConfig | None = None,
-                analyzers: Sequence[str] | None = None, options: Any = None,
+                analyzers: Sequence[str] | None = None, options: ScanOptions | None = None,
                 jobs: int | None = None,
                 writer_options: WriterOptions | None = None) -> AuditResult:
     """``atomic scan``'s scanner mode: every directory ``<scanin>/<id>`` is a mounted rootfs;

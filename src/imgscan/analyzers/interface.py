@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from imgscan.errors import ImgscanError
-from imgscan.fileinfo import FileInfo, FileKind  # noqa: F401 - re-exported for analyzers
+from imgscan.fileinfo import FileInfo, FileKind
 from imgscan.model import (
     Finding,
     LayerRef,
@@ -33,6 +33,20 @@ from imgscan.model import (
 
 if TYPE_CHECKING:
     from imgscan.analyzers.elffile import ElfFile
+
+__all__ = [
+    "DEFAULT_MAX_READ",
+    "AnalysisResult",
+    "Analyzer",
+    "AnalyzerError",
+    "FileInfo",
+    "FileInput",
+    "FileKind",
+    "ImageView",
+    "PostAnalyzer",
+    "ScanOptions",
+    "ViewEntry",
+]
 
 #: The most any analyzer gets from ``FileInput.read()``; larger files must be streamed.
 DEFAULT_MAX_READ = 64 << 20

@@ -571,7 +571,7 @@ class _ResumableBody:
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 c = self.read(1 << 20)
                 if not c:
