@@ -102,7 +102,6 @@ class Scanner:
         from imgscan.analyzers.cache import LayerCache
         from imgscan.analyzers.layered import LayeredView
         from imgscan.images.interface import layer_history
-        from imgscan.store.layerindex import load_index
 
         t0 = time.monotonic()
         config = store.config(image)
@@ -110,7 +109,7 @@ class Scanner:
         layers = []
         for i, chain in enumerate(image.layers):
             ref = LayerRef(i, image.diff_ids[i], history[i] if i < len(history) else "")
-            layers.append(_Layer(ref, store.diff_path(chain), load_index(store.index_path(chain))))
+            layers.append(_Layer(ref, store.diff_path(chain), store.layer_entries(chain)))
         cache = LayerCache(store.path("cache"))
         dispatcher = Dispatcher(self.file_analyzers, self.options, self.jobs)
         from imgscan.progress import Progress
@@ -300,7 +299,7 @@ class Scanner:
 
     def _hidden_findings(self, view: ImageView, layers: Sequence[_Layer],
                          wanted: set[str]) -> list[Finding]:
-        out = []
+        out: list[Finding] = []
         for entry in view.hidden_entries():
             if not entry.info.is_regular:
                 continue

@@ -80,7 +80,8 @@ class Match:
         i, j = self.secret_offset, self.secret_offset + len(self.secret)
         if not ctx or ctx[i:j] != self.secret:
             return _render(self.secret, show)
-        before, after = [], []
+        before: list[str] = []
+        after: list[str] = []
         pos = 0
         # every other detected secret in the context is rendered like this one
         for off, n in sorted([*self.masks, (i, j - i)]):
