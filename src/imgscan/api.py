@@ -74,18 +74,101 @@ def pull(ref: str, root: str | None = None, platform: str | Platform | None = No
 
 def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = None,
          options: Any = None, platform: str | Platform | None = None, store: Any = None,
-         jobs: int | None = None, **registry_opts: Any) -> Report:
-    """Scan an image: a store name or id, a transport reference (pulled first and kept), or
-    ``dir:PATH`` for an unpacked root filesystem."""
+         jobs: int | None = None, keep: bool = False, **registry_opts: Any) -> Report:
+    """Scan an image: a store name or id, a transport reference, or ``dir:PATH`` for an
+    unpacked root filesystem.
+
+    A transport reference is analyzed straight from its layer blobs: nothing is unpacked
+    and nothing enters the store (only per-layer results go to the store's cache). With
+    ``keep`` it is imported first (the layers are decompressed once, by the import) and
+    the stored image is scanned."""
     from imgscan.scan import Scanner
 
     scanner = Scanner(analyzers, options, jobs=jobs)
     if ref.startswith("dir:"):
         return scanner.scan_dir(ref[4:])
     store = store or open_store(root)
+    if is_transport_ref(ref) and not keep:
+        image = open_source(ref, platform, **registry_opts)
+        try:
+            config, layers, summary = streamed_layers(image, default_names(ref, image),
+                                                      getattr(store, "limits", None))
+            return scanner.scan_layers(config, layers, summary, store.path("cache"))
+        finally:
+            image.source.close()
     image = pull(ref, platform=platform, store=store, **registry_opts) \
         if is_transport_ref(ref) else store.lookup(ref)
     return scanner.scan_image(store, image)
+
+
+def streamed_layers(image: SourceImage, names: Sequence[str] = (), limits: Any = None
+                    ) -> tuple[dict[str, Any], list[Any], Any]:
+    """An image from a source as the scanner takes it: config, ``BlobLayer``s, summary."""
+    from imgscan.images.interface import layer_history
+    from imgscan.layers.blob import BlobLayer
+    from imgscan.layers.interface import LayerLimits
+    from imgscan.model import ImageSummary, LayerRef
+
+    lim = LayerLimits(limits.max_bytes, limits.max_entries, limits.max_path) if limits \
+        else LayerLimits()
+    history = layer_history(image.config)
+    layers = [BlobLayer(image, lay, LayerRef(lay.index, lay.diff_id,
+                                             history[i] if i < len(history) else ""), lim)
+              for i, lay in enumerate(image.layers)]
+    c = image.config
+    summary = ImageSummary(
+        name=names[0] if names else (image.names[0] if image.names else ""),
+        id=image.image_id,
+        digest=image.manifest_digest,
+        os=str(c.get("os") or ""),
+        architecture=str(c.get("architecture") or ""),
+        variant=str(c.get("variant") or ""),
+        created=str(c.get("created") or ""),
+        size=sum(lay.size for lay in image.layers),
+        user=str((c.get("config") or {}).get("User") or ""),
+        names=tuple(names or image.names),
+        source="image",
+    )
+    return c, layers, summary
+
+
+def stored_layers(store: Any, image: Any) -> tuple[dict[str, Any], list[Any], Any]:
+    """A stored image as the scanner takes it: config, ``StoredLayer``s, summary."""
+    import contextlib
+    import functools
+
+    from imgscan.images.interface import layer_history
+    from imgscan.layers.stored import StoredLayer
+    from imgscan.model import ImageSummary, LayerRef
+    from imgscan.mount.layerindex import load_index
+
+    config = store.config(image)
+    history = layer_history(config)
+    layers = []
+    size = 0
+    for i, chain in enumerate(image.layers):
+        ref = LayerRef(i, image.diff_ids[i], history[i] if i < len(history) else "")
+        lsize = 0
+        with contextlib.suppress(Exception):
+            lsize = store.layer(chain).size
+        size += lsize
+        layers.append(StoredLayer(ref, store.diff_path(chain),
+                                  functools.partial(load_index, store.index_path(chain)),
+                                  digest=image.layer_digests[i] or "", size=lsize))
+    summary = ImageSummary(
+        name=image.names[0] if image.names else image.short_id,
+        id=image.id,
+        digest=image.manifest_digest,
+        os=image.os,
+        architecture=image.architecture,
+        variant=image.variant,
+        created=image.created,
+        size=size,
+        user=str((config.get("config") or {}).get("User") or ""),
+        names=tuple(image.names),
+        source="image",
+    )
+    return config, layers, summary
 
 
 class StoredConfigSource(BlobSource):

@@ -232,6 +232,9 @@ class ElfFortifyPostAnalyzer(PostAnalyzer):
     version: ClassVar[int] = 1
     description: ClassVar[str] = "FORTIFY_SOURCE against the image libc; world-writable RPATH"
     facts_wanted: ClassVar[tuple[str, ...]] = ("elf",)
+    reads: ClassVar[tuple[str, ...]] = (*LIBC_CANDIDATES, "lib/ld-musl-*", "usr/lib/ld-musl-*",
+                                        "lib*/libc-*.so", "usr/lib*/libc-*.so",
+                                        "lib/*/libc-*.so", "usr/lib/*/libc-*.so")
 
     def post_analyze(
         self, view: ImageView, packages: Sequence[Package], os: OSInfo | None

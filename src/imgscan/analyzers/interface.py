@@ -187,6 +187,10 @@ class PostAnalyzer(_Base):
     #: ``self.facts`` (visible files only) before calling ``post_analyze``
     facts_wanted: ClassVar[tuple[str, ...]] = ()
     facts: dict[str, list[dict[str, Any]]]
+    #: files (fnmatch patterns on the relative path) this analyzer opens through the view:
+    #: a streamed scan keeps their bytes while it walks the layers (nothing else can be
+    #: opened afterwards: ``view.open`` raises OSError for it)
+    reads: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def post_analyze(
