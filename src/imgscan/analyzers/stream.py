@@ -176,8 +176,22 @@ def analyze_layer(layer: Layer, analyzers: Sequence[Analyzer],
     if links:
         _resolve_links(layer, analyzers, links, out)
     if with_index:
+        _add_implicit_dirs(index)
         out.entries = sorted(index.values(), key=lambda i: i.path)
     return out
+
+
+def _add_implicit_dirs(index: dict[tuple[int, str], FileInfo]) -> None:
+    """Parents that the tar never lists get an entry (0755, root), as extraction records
+    them: the merged view and the store's index then agree."""
+    parents: set[str] = set()
+    for (_, path), info in list(index.items()):
+        parent = path if info.kind == FileKind.OPAQUE else path.rpartition("/")[0]
+        while parent and parent not in parents:
+            parents.add(parent)
+            parent = parent.rpartition("/")[0]
+    for p in parents:
+        index.setdefault((0, p), FileInfo(p, FileKind.DIR, mode=0o755))
 
 
 def _take(m: LayerMember, info: FileInfo, ref: LayerRef, analyzers: Sequence[Analyzer],
