@@ -125,7 +125,11 @@ class Scanner:
         patterns = capture_patterns(self.post_analyzers)
         state = [_Layer(lay.ref, lay.directory() or "", []) for lay in layers]
         captured: list[dict[str, bytes]] = [{} for _ in layers]
-        self._analyze_layers(layers, state, captured, patterns, cache_root)
+        from imgscan.progress import Progress
+
+        label = (image.id.split(":")[-1][:12] if image.id else "") or image.name
+        with Progress(f"scanning {label}", len(layers)) as bar:
+            self._analyze_layers(layers, state, captured, patterns, cache_root, bar)
         t1 = time.monotonic()
         view = LayerSetView([lay.directory() for lay in layers], [s.entries for s in state],
                             [s.ref for s in state], captured, config)
@@ -144,7 +148,7 @@ class Scanner:
 
     def _analyze_layers(self, layers: Sequence[Any], state: list[_Layer],
                         captured: list[dict[str, bytes]], patterns: tuple[str, ...],
-                        cache_root: str | None) -> None:
+                        cache_root: str | None, bar: Any) -> None:
         """Fill each ``_Layer`` with results and entries: from the cache where it has them,
         else a stored layer through the dispatcher (files read in place, in parallel) and
         a streamed layer through one walk of its stream (layers in parallel)."""
@@ -178,6 +182,8 @@ class Scanner:
                 need_index[i] = got is None
             if missing or need_index.get(i):
                 todo[i] = missing
+            else:
+                bar.advance(f"layer {i} (cached)")
         stored = [i for i in todo if layers[i].directory()]
         streamed = [i for i in todo if not layers[i].directory()]
         if stored:
@@ -187,6 +193,7 @@ class Scanner:
                     fresh = dispatcher.run(state[i].root, state[i].ref, state[i].entries,
                                            [a.name for a in todo[i]])
                     self._keep(state[i], todo[i], fresh, cache)
+                    bar.advance(f"layer {i}")
             finally:
                 dispatcher.close()
             self._add_calls(dispatcher)
@@ -203,6 +210,7 @@ class Scanner:
                 captured[i] = out.captured
                 if icache is not None and need_index.get(i):
                     icache.put(state[i].ref.diff_id, key, out.entries, out.captured)
+                bar.advance(f"layer {i}")
 
     @staticmethod
     def _keep(layer: _Layer, analyzers: Sequence[Analyzer], fresh: Results,
