@@ -165,3 +165,32 @@ def test_a_corrupt_layer_is_an_error_and_nothing_is_cached(tmp_path):
     r = imgscan("scan", f"oci:{layout}:v1", "--format", "json", root=root)
     assert r.code == 3, (r.code, r.err)
     assert not glob.glob(os.path.join(root, "cache", "*", "*"))
+
+
+def test_a_streamed_scan_stays_in_bounded_memory(tmp_path):
+    """A 100 MB file an analyzer wants is spooled, not held; 20,000 files are not listed in
+    memory more than once: the whole scan stays under 150 MB of peak RSS."""
+    import subprocess
+    import sys
+
+    from clihelp import SRC
+
+    layout = str(tmp_path / "layout")
+    os.makedirs(layout)
+    big = Layer(layer_tar([D("opt"), F("opt/big.jar", os.urandom(100 << 20))]),
+                compression="zstd")
+    many = Layer(layer_tar([F(f"srv/d{i // 500:02d}/f{i:05d}.txt", f"line {i}\n" * 20)
+                            for i in range(20_000)]), compression="zstd")
+    write_oci_layout(layout, [ImageSpec([big, many], ref_name="v1")])
+    del big, many
+    out = tmp_path / "r.json"
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "imgscan", "scan",
+                        f"oci:{layout}:v1", "--root", str(tmp_path / "store"), "--format",
+                        "json", "-o", str(out)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": SRC}, timeout=600)
+    assert p.returncode == 0, p.stderr
+    peak_kb = int(p.stderr.strip().splitlines()[-1])
+    assert peak_kb < 150_000, peak_kb
+    doc = json.loads(out.read_text())
+    validate_report(doc)
+    assert doc["layers"][1]["entries"] >= 20_000
