@@ -125,7 +125,17 @@ class PathSet:
         return cls(globs, rx)
 
     def matches(self, path: str) -> bool:
-        return self._rx is not None and self._rx.match(path.lstrip("/")) is not None
+        rx = self._rx
+        if rx is None:
+            if not self.globs:
+                return False
+            rx = re.compile("|".join(f"(?:{glob_to_regex(g).pattern})" for g in self.globs))
+            object.__setattr__(self, "_rx", rx)  # compiled on first use after unpickling
+        return rx.match(path.lstrip("/")) is not None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its globs: a cached rule set compiles only what a scan uses."""
+        return (PathSet, (self.globs,))
 
     def __bool__(self) -> bool:
         return bool(self.globs)
