@@ -128,13 +128,19 @@ def _layer_of(make_image, entries) -> BlobLayer:
     return BlobLayer(img, img.layers[0], LayerRef(0, img.layers[0].diff_id, ""))
 
 
-def test_hard_links_get_their_targets_bytes(make_image):
+@pytest.mark.parametrize("recent", [0, stream.RECENT_BYTES])  # second walk, or kept bytes
+def test_hard_links_get_their_targets_bytes(make_image, monkeypatch, recent):
+    monkeypatch.setattr(stream, "RECENT_BYTES", recent)
+    walks = []
+    real = BlobLayer.members
+    monkeypatch.setattr(BlobLayer, "members", lambda self: walks.append(1) or real(self))
     layer = _layer_of(make_image, [F("a/target", "hello"), H("b/link", "a/target")])
     out = stream.analyze_layer(layer, [_Grab()], lambda info: False)
     titles = {p: r.findings[0].title for p, r in out.results["grab"].items()}
     assert titles == {"a/target": "hello", "b/link": "hello"}
     kinds = {e.path: e.kind for e in out.entries}
     assert kinds["b/link"] == FileKind.HARDLINK
+    assert len(walks) == (2 if recent == 0 else 1)
 
 
 def test_large_files_are_spooled_and_removed(make_image, monkeypatch, tmp_path):

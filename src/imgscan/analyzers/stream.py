@@ -8,9 +8,9 @@ get a seekable file while memory stays flat. The walk also records the layer's e
 (what the merge needs: paths, whiteouts, modes) and captures the few small files that
 image-wide analyzers open through the merged view (``/etc/passwd``, the libc).
 
-Hard links carry no bytes in a tar. A wanted hard link is analyzed after the walk: when its
-target was not kept, the layer is walked a second time for just those targets (rare: the
-analyzers that want hard links are the binary ones, and images seldom hard-link binaries).
+Hard links carry no bytes in a tar. A wanted hard link whose target was among the files
+read last (``RECENT_BYTES``) is analyzed on the spot; otherwise after the walk, when the
+layer is walked a second time for just those targets (rare).
 
 Layers are analyzed in parallel processes (tar parsing is Python: threads would queue on
 the GIL), one layer per process, results sent back as plain values.
@@ -18,6 +18,7 @@ the GIL), one layer per process, results sent back as plain values.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fnmatch
 import io
@@ -42,6 +43,10 @@ from imgscan.model import LayerRef, ScanWarning
 MEMORY_BOUND = 8 << 20
 #: the most a captured file (for image-wide analyzers) may weigh
 MAX_CAPTURE = 16 << 20
+#: the bytes of the most recently read wanted files are kept up to this total, so that a
+#: hard link to one of them (GNU tar writes the link right after its target in a sorted
+#: tar: ``perl`` then ``perl5.36.0``) needs no second walk
+RECENT_BYTES = 24 << 20
 #: files image-wide analyzers open through the merged view, beyond each PostAnalyzer's
 #: own ``reads`` patterns (fnmatch on the relative path)
 DEFAULT_CAPTURES = ("etc/passwd", "etc/group")
@@ -157,6 +162,8 @@ def analyze_layer(layer: Layer, analyzers: Sequence[Analyzer],
     out = LayerOutcome(results={a.name: {} for a in analyzers})
     index: dict[tuple[int, str], FileInfo] = {}
     links: list[tuple[FileInfo, tuple[int, ...], bool]] = []
+    recent: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+    held = 0
     with layer.members() as members:
         for m in members:
             info = m.info
@@ -170,9 +177,19 @@ def analyze_layer(layer: Layer, analyzers: Sequence[Analyzer],
             if not wanted and not cap:
                 continue
             if info.kind == FileKind.HARDLINK:
-                links.append((info, wanted, cap))
+                data = recent.get(info.linkname)
+                if data is None:
+                    links.append((info, wanted, cap))
+                else:
+                    _take(_BytesMember(info, data), info, layer.ref, analyzers, wanted, cap,
+                          out)
                 continue
-            _take(m, info, layer.ref, analyzers, wanted, cap, out)
+            data = _take(m, info, layer.ref, analyzers, wanted, cap, out)
+            if data is not None and len(data) <= RECENT_BYTES:
+                recent[info.path] = data
+                held += len(data)
+                while held > RECENT_BYTES:
+                    held -= len(recent.popitem(last=False)[1])
     if links:
         _resolve_links(layer, analyzers, links, out)
     if with_index:
@@ -195,13 +212,15 @@ def _add_implicit_dirs(index: dict[tuple[int, str], FileInfo]) -> None:
 
 
 def _take(m: LayerMember, info: FileInfo, ref: LayerRef, analyzers: Sequence[Analyzer],
-          wanted: Sequence[int], cap: bool, out: LayerOutcome) -> None:
+          wanted: Sequence[int], cap: bool, out: LayerOutcome) -> bytes | None:
+    """Run the wanted analyzers on one member; its bytes when they were held in memory."""
     file = StreamFileInput(info, ref, m.open)
     try:
         _run(analyzers, wanted, file, out)
         if cap:
             with contextlib.suppress(OSError):
                 out.captured[info.path] = file.read(MAX_CAPTURE)
+        return file._data
     finally:
         file.close()
 
