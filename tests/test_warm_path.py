@@ -102,3 +102,14 @@ def test_a_warm_scan_imports_no_jsonschema(tmp_path):
     assert "imgscan.images.registry" not in mods  # an OCI layout needs no registry client
     images = _imports("images", "--root", root)
     assert not images & {"jsonschema", "imgscan.scan", "imgscan.analyzers.registry"}
+
+
+def test_layer_sources_and_streamed_dispatch_never_import_the_store():
+    code = ("import sys, imgscan.layers.blob, imgscan.layers.stored, imgscan.layers.tarwalk, "
+            "imgscan.analyzers.stream, imgscan.analyzers.layerview; "
+            "print(sorted(m for m in sys.modules if m.startswith(('imgscan.mount', "
+            "'imgscan.store', 'imgscan.reports'))))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": SRC}, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
