@@ -200,3 +200,29 @@ def test_a_streamed_scan_stays_in_bounded_memory(tmp_path):
     doc = json.loads(out.read_text())
     validate_report(doc)
     assert doc["layers"][1]["entries"] >= 20_000
+
+
+@pytest.mark.parametrize("kind", ["docker-archive", "oci-archive"])
+def test_archives_are_streamed_too(tmp_path, kind):
+    from imagebuild import tar_directory, write_docker_archive
+
+    layers = [Layer(layer_tar([D("usr/bin"), F("usr/bin/helper", b"\x7fELF", mode=0o4755)])),
+              Layer(layer_tar([F("app/.env", "GITHUB_TOKEN=ghp_" + "a1B2c3D4e5" * 3 +
+                                 "xYz123\n")]), compression=None)]
+    spec = ImageSpec(layers, ref_name="v1")
+    if kind == "docker-archive":
+        archive = str(tmp_path / "img.tar")
+        write_docker_archive(archive, [(spec, ["app:v1"])])
+        ref = f"docker-archive:{archive}"
+    else:
+        layout = str(tmp_path / "layout")
+        os.makedirs(layout)
+        write_oci_layout(layout, [spec])
+        archive = str(tmp_path / "img-oci.tar")
+        tar_directory(layout, archive)
+        ref = f"oci-archive:{archive}:v1"
+    root = str(tmp_path / "store")
+    doc = _scan(ref, root)
+    rules = {f["rule_id"] for f in doc["findings"]}
+    assert {"perm/setuid-unowned", "github-pat"} <= rules
+    assert json.loads(imgscan("images", "--format", "json", root=root).out) == []
