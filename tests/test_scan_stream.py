@@ -70,8 +70,17 @@ def test_a_warm_rescan_reads_no_layer_blob(tmp_path):
     mpath = os.path.join(layout, "blobs", *manifest["digest"].split(":"))
     for lay in json.load(open(mpath))["layers"]:
         os.unlink(os.path.join(layout, "blobs", *lay["digest"].split(":")))
+    reports = os.path.join(root, "cache", "reports")
+    assert glob.glob(os.path.join(reports, "*.pickle"))  # the assembled report is cached
+    import shutil
+
+    shutil.rmtree(reports)  # without it: per-layer results and entry indexes alone
     warm = _scan(f"oci:{layout}:v1", root)
     assert _comparable(warm) == _comparable(cold)
+    again = _scan(f"oci:{layout}:v1", root)  # from the report cache
+    assert _comparable(again) == _comparable(cold)
+    other = _scan(f"oci:{layout}:v1", root, "--analyzers", "npm,python")  # another key
+    assert {p["name"] for p in other["packages"]} == {"@scope/kept", "gone-by-opaque"}
 
 
 @pytest.fixture(scope="module")

@@ -122,6 +122,19 @@ class Scanner:
         from imgscan.analyzers.stream import capture_patterns
 
         t0 = time.monotonic()
+        key = None
+        if cache_root:
+            from imgscan.analyzers import reportcache
+
+            key = reportcache.report_key(config, layers, image,
+                                         [*self.file_analyzers, *self.post_analyzers],
+                                         self.options, __version__)
+            hit = reportcache.get(cache_root, key)
+            if hit is not None:
+                self.stats.cache_hits += len(layers) * len(self.file_analyzers)
+                return replace(hit, timings={"analyze": 0.0, "merge": 0.0, "post": 0.0,
+                                             "total": round(time.monotonic() - t0, 4)},
+                               created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
         patterns = capture_patterns(self.post_analyzers)
         state = [_Layer(lay.ref, lay.directory() or "", []) for lay in layers]
         captured: list[dict[str, bytes]] = [{} for _ in layers]
@@ -144,6 +157,9 @@ class Scanner:
             packages_added=sum(1 for p in report.packages
                                if p.layer and p.layer.index == s.ref.index))
             for i, (lay, s) in enumerate(zip(layers, state, strict=True))]
+        if key is not None and not any(w.analyzer for w in report.warnings
+                                       if w.message.startswith("analyzer failed")):
+            reportcache.put(cache_root, key, report)  # type: ignore[arg-type]
         return report
 
     def _analyze_layers(self, layers: Sequence[Any], state: list[_Layer],

@@ -47,9 +47,15 @@ MAX_CAPTURE = 16 << 20
 #: hard link to one of them (GNU tar writes the link right after its target in a sorted
 #: tar: ``perl`` then ``perl5.36.0``) needs no second walk
 RECENT_BYTES = 24 << 20
-#: files image-wide analyzers open through the merged view, beyond each PostAnalyzer's
-#: own ``reads`` patterns (fnmatch on the relative path)
-DEFAULT_CAPTURES = ("etc/passwd", "etc/group")
+#: files the built-in image-wide analyzers open through the merged view (fnmatch on the
+#: relative path), captured whichever analyzers are selected: the captures are cached with
+#: the entry index under a key made of these patterns, so one walk serves every selection
+#: (third-party PostAnalyzers' ``reads`` extend the set, and the key)
+DEFAULT_CAPTURES = ("etc/passwd", "etc/group", "lib/*/libc.so.6", "usr/lib/*/libc.so.6",
+                    "lib64/libc.so.6", "usr/lib64/libc.so.6", "lib/libc.so.6",
+                    "usr/lib/libc.so.6", "lib/ld-musl-*", "usr/lib/ld-musl-*",
+                    "lib*/libc-*.so", "usr/lib*/libc-*.so", "lib/*/libc-*.so",
+                    "usr/lib/*/libc-*.so")
 
 Results = dict[str, dict[str, AnalysisResult]]
 
@@ -317,9 +323,15 @@ def analyze_layers(layers: Sequence[Layer], analyzers: Sequence[Sequence[Analyze
     return out
 
 
+def _covered(pattern: str) -> bool:
+    """Is ``pattern`` (a built-in analyzer's) already captured by the defaults?"""
+    return pattern in DEFAULT_CAPTURES or any(
+        fnmatch.fnmatchcase(pattern, d) for d in DEFAULT_CAPTURES)
+
+
 def capture_patterns(post_analyzers: Iterable[Any]) -> tuple[str, ...]:
     """What a streamed walk keeps for the image-wide analyzers (sorted: a cache key)."""
     pats = set(DEFAULT_CAPTURES)
     for p in post_analyzers:
-        pats.update(getattr(p, "reads", ()) or ())
+        pats.update(r for r in getattr(p, "reads", ()) or () if not _covered(r))
     return tuple(sorted(pats))
