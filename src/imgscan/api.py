@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # imported on first use: `imgscan mount` loads no analyzer an
     from imgscan.analyzers.interface import ScanOptions
     from imgscan.gate import GateConfig as GateConfig
     from imgscan.inventory import ImageRow
+    from imgscan.layers.stored import StoredLayer
+    from imgscan.model import ImageSummary
     from imgscan.mount.mounts import MountRecord
     from imgscan.pipeline import AuditEntry as AuditEntry
     from imgscan.pipeline import AuditResult as AuditResult
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # imported on first use: `imgscan mount` loads no analyzer an
     from imgscan.pipeline import gate_and_write as gate_and_write
     from imgscan.pipeline import plan_outputs as plan_outputs
     from imgscan.pipeline import scan_atomic as scan_atomic
+    from imgscan.scan import Scanner
     from imgscan.store.records import ImageRecord, Problem
     from imgscan.store.store import Store
 
@@ -150,12 +153,17 @@ def vulns_status(root: str | None = None, db: str | os.PathLike[str] | None = No
 
 def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = None,
          options: ScanOptions | None = None, platform: str | Platform | None = None,
-         store: Store | None = None, jobs: int | None = None, *, vulns: bool = False,
-         vulns_db: str | os.PathLike[str] | None = None, only_fixed: bool = False,
-         strict_reachability: bool = False,
+         store: Store | None = None, jobs: int | None = None, keep: bool = False, *,
+         vulns: bool = False, vulns_db: str | os.PathLike[str] | None = None,
+         only_fixed: bool = False, strict_reachability: bool = False,
          **registry_opts: Unpack[RegistryOptions]) -> Report:
-    """Scan an image: a store name or id, a transport reference (pulled first and kept), or
-    ``dir:PATH`` for an unpacked root filesystem.
+    """Scan an image: a store name or id, a transport reference, or ``dir:PATH`` for an
+    unpacked root filesystem.
+
+    A transport reference is analyzed straight from its layer blobs: nothing is unpacked
+    and nothing enters the store (only per-layer results go to the store's cache). With
+    ``keep`` it is imported first (the layers are decompressed once, by the import) and
+    the stored image is scanned.
 
     ``vulns=True`` matches the packages against the offline OSV database (``vulns_db``, else
     the store's) through ``imgscan.vulns.match_report``; the database is opened before the
@@ -178,15 +186,69 @@ def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = No
         report = scanner.scan_dir(ref[4:])
     else:
         store = store or open_store(root)
-        image = pull(ref, platform=platform, store=store, **registry_opts) \
-            if is_transport_ref(ref) else store.lookup(ref)
-        report = scanner.scan_image(store, image)
+        report = _scan_image_ref(scanner, ref, store, platform, keep, registry_opts)
     if db_path is None:
         return report
     from imgscan.vulns import match_report
 
     return match_report(report, db_path, only_fixed=only_fixed,
                         strict_reachability=strict_reachability)
+
+
+def _scan_image_ref(scanner: Scanner, ref: str, store: Store, platform: str | Platform | None,
+                    keep: bool, registry_opts: RegistryOptions) -> Report:
+    """A stored image from the store; a transport reference streamed from its blobs (or,
+    with ``keep``, imported first and then read from the store)."""
+    if is_transport_ref(ref) and not keep:
+        image = open_source(ref, platform, **registry_opts)
+        try:
+            config, layers, summary = streamed_layers(image, default_names(ref, image),
+                                                      getattr(store, "limits", None))
+            return scanner.scan_layers(config, layers, summary, store.path("cache"))
+        finally:
+            image.source.close()
+    record = pull(ref, platform=platform, store=store, **registry_opts) \
+        if is_transport_ref(ref) else store.lookup(ref)
+    return scanner.scan_image(store, record)
+
+
+def streamed_layers(image: SourceImage, names: Sequence[str] = (), limits: Any = None
+                    ) -> tuple[dict[str, Any], list[Any], Any]:
+    """An image from a source as the scanner takes it: config, ``BlobLayer``s, summary."""
+    from imgscan.images.interface import layer_history
+    from imgscan.layers.blob import BlobLayer
+    from imgscan.layers.interface import LayerLimits
+    from imgscan.model import ImageSummary, LayerRef
+
+    lim = LayerLimits(limits.max_bytes, limits.max_entries, limits.max_path) if limits \
+        else LayerLimits()
+    history = layer_history(image.config)
+    layers = [BlobLayer(image, lay, LayerRef(lay.index, lay.diff_id,
+                                             history[i] if i < len(history) else ""), lim)
+              for i, lay in enumerate(image.layers)]
+    c = image.config
+    summary = ImageSummary(
+        name=names[0] if names else (image.names[0] if image.names else ""),
+        id=image.image_id,
+        digest=image.manifest_digest,
+        os=str(c.get("os") or ""),
+        architecture=str(c.get("architecture") or ""),
+        variant=str(c.get("variant") or ""),
+        created=str(c.get("created") or ""),
+        size=sum(lay.size for lay in image.layers),
+        user=str((c.get("config") or {}).get("User") or ""),
+        names=tuple(names or image.names),
+        source="image",
+    )
+    return c, layers, summary
+
+
+def stored_layers(store: Store, image: ImageRecord
+                  ) -> tuple[dict[str, Any], list[StoredLayer], ImageSummary]:
+    """A stored image as the scanner takes it: config, ``StoredLayer``s, summary."""
+    from imgscan.layers.stored import stored_image_layers
+
+    return stored_image_layers(store, image)
 
 
 class StoredConfigSource(BlobSource):

@@ -360,14 +360,18 @@ def mounts(root: str | None, fmt: str) -> None:
 @click.option("--atomic-scanout", type=click.Path(file_okay=False),
               help="...and write each result as <scanout>/<id>/json.")
 @vulns_options
+@click.option("--keep", is_flag=True,
+              help="Import a reference into the store as well (as 'pull' does), instead of "
+              "only streaming its layers.")
 @click.argument("image", required=False)
 def scan(root: str | None, platform: str | None, image: str | None, scan_all: bool,
          output_dir: str | None, atomic_scanin: str | None, atomic_scanout: str | None,
-         **kw: Any) -> None:
+         keep: bool, **kw: Any) -> None:
     """Scan an image: packages, secrets, permissions, ELF hardening, configuration.
 
-    IMAGE is an image in the store, a reference (imported first and kept for the next scan)
-    or dir:PATH for an unpacked root filesystem. Nothing of the image is executed.
+    IMAGE is an image in the store, a reference (its layers streamed and analyzed without
+    unpacking; --keep imports it too) or dir:PATH for an unpacked root filesystem. Nothing
+    of the image is executed; per-layer results are cached in the store either way.
 
     \b
     Examples:
@@ -398,7 +402,8 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
     source_opts = _source_opts(image, kw)
     report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
-                     jobs=kw["jobs"], options=_scan_options(kw), **vulns, **source_opts)
+                     jobs=kw["jobs"], options=_scan_options(kw), keep=keep, **vulns,
+                     **source_opts)
     sys.exit(_judge(report, gate, plan, kw))
 
 

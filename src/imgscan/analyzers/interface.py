@@ -241,6 +241,10 @@ class PostAnalyzer(_Base):
     #: matched on ``path``: its rows are merged into that table's, and its table is dropped
     refines: ClassVar[str | None] = None
     facts: dict[str, list[dict[str, Any]]]
+    #: files (fnmatch patterns on the relative path) this analyzer opens through the view:
+    #: a streamed scan keeps their bytes while it walks the layers (nothing else can be
+    #: opened afterwards: ``view.open`` raises OSError for it)
+    reads: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def post_analyze(
