@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from analyzerharness import LocalFileInput, info_from_stat, run_analyzer
 from imgscan.analyzers.gobinary import GoBinaryAnalyzer
 from imgscan.analyzers.interface import FileInfo, FileInput, FileKind
 from imgscan.purls import package_purl
-from imgscan.testing import LocalFileInput, info_from_stat, run_analyzer
 
 GO = shutil.which("go")
 
@@ -321,9 +321,9 @@ def test_symbols_only_when_asked(tmp_path) -> None:
     import shutil
     import subprocess
 
+    from analyzerharness import run_analyzer
     from imgscan.analyzers.gobinary import SYMBOLS_FACT, SYMBOLS_OPTION, GoBinaryAnalyzer
     from imgscan.analyzers.interface import ScanOptions
-    from imgscan.testing import run_analyzer
 
     go = shutil.which("go")
     assert go, "go is not installed"

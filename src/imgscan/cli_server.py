@@ -1,8 +1,8 @@
 """``imgscan serve``, ``worker`` and ``audit``: imgscan beyond one machine.
 
 Kept out of ``cli.py`` so that each command module stays small; like the rest of the command
-line it only parses, calls ``imgscan.api`` (which imports Celery, Starlette and redis-py only
-when these commands run) and renders.
+line it only parses, calls the public API (``imgscan.server``, which imports Celery,
+Starlette and redis-py only when these commands run) and renders.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from imgscan.cli import (
+from imgscan.clioptions import (
     EXIT_CODES,
     _analyzer_names,
     _registry_opts,
@@ -53,7 +53,7 @@ def serve(listen: str, queue_url: str, api_key_file: str | None, vulns: bool,
     Example:
       imgscan serve --listen 0.0.0.0:8080 --queue redis://redis:6379/0 --api-key-file key
     """
-    from imgscan.api import serve as run
+    from imgscan.server import serve as run
 
     run(listen, queue_url, api_key_file=api_key_file, vulns=vulns,
         refresh_after=refresh_after, tls_verify=tls_verify)
@@ -84,7 +84,7 @@ def worker(root: str | None, queue_url: str, cache_url: str | None, concurrency:
     Example:
       imgscan worker --queue redis://redis:6379/0 --concurrency 2
     """
-    from imgscan.api import worker as run
+    from imgscan.server import worker as run
 
     cache = None if cache_url == "none" else cache_url or queue_url
     run(queue_url, root=root, cache_url=cache, concurrency=concurrency,
@@ -131,7 +131,7 @@ def audit(root: str | None, platform: str | None, queue_url: str | None, shard: 
     """
     from tabulate import tabulate
 
-    from imgscan.api import ScanSettings, audit_registry, parse_shard
+    from imgscan.server import ScanSettings, audit_registry, parse_shard
 
     if bool(queue_url) == bool(shard):
         raise click.UsageError("give exactly one of --queue and --shard")

@@ -90,7 +90,7 @@ def db_status(root: str | None, db_path: str | None, fmt: str) -> None:
 
 def vulns_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """scan's options for vulnerability matching."""
-    opts = [
+    opts: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--vulns", is_flag=True,
                      help="Match packages against the offline OSV database "
                      "(see 'imgscan db import')."),

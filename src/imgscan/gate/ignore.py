@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 from imgscan.errors import UsageError
 from imgscan.gate.verdict import ANALYZER as _ANALYZER
@@ -82,7 +81,7 @@ class IgnoreFile:
     rules: tuple[IgnoreRule, ...] = ()
 
 
-def _date(value: Any, where: str) -> date:
+def _date(value: object, where: str) -> date:
     if isinstance(value, datetime):
         raise UsageError(f"{where}: expires must be a date (YYYY-MM-DD), not a date-time")
     if isinstance(value, date):

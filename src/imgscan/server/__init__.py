@@ -4,8 +4,9 @@ on Redis), registry-wide ``audit`` (queue or ``--shard k/N``) and the shared lay
 Modules: ``harbor`` (the spec's types and documents, pure), ``api`` (HTTP), ``jobs`` (job
 status, idempotency, scanning one job), ``tasks`` (Celery), ``cache`` (Redis layer cache),
 ``audit`` (catalog, dedupe, shard, fan-out). Workers scan through ``imgscan.api.scan``, as
-``imgscan scan docker://…`` does. Starlette, uvicorn, Celery and redis-py (the ``server``
-extra) are imported only by the functions here that need them.
+``imgscan scan docker://…`` does; this package sits above the API (the API never imports
+it), and the command line reaches it through the functions here. Starlette, uvicorn,
+Celery and redis-py (the ``server`` extra) are imported only by the functions that need them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["audit_registry", "serve", "worker"]
+from imgscan.server.jobs import ScanSettings
+
+__all__ = ["ScanSettings", "audit_registry", "open_cache", "parse_shard", "serve", "worker"]
+
+
+def open_cache(url: str) -> Any:
+    """The shared layer cache at a ``redis://`` URL, for ``imgscan.api.scan(cache=…)``."""
+    from imgscan.server.cache import RedisLayerCache
+
+    return RedisLayerCache.from_url(url)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``k/N`` for ``audit --shard`` (see ``imgscan.server.audit.parse_shard``)."""
+    from imgscan.server.audit import parse_shard as parse
+
+    return parse(text)
 
 
 def serve(listen: str, queue_url: str, *, api_key_file: str | None = None,
@@ -32,7 +49,6 @@ def worker(queue_url: str, *, root: str | None = None, cache_url: str | None = N
            loglevel: str = "WARNING") -> None:
     """Run a worker for ``queue_url`` until stopped; scans go to the store at ``root`` and
     share per-layer results through ``cache_url``."""
-    from imgscan.server.jobs import ScanSettings
     from imgscan.server.tasks import run_worker
 
     settings = ScanSettings(root=root, cache_url=cache_url,

@@ -185,10 +185,10 @@ def _process_store(settings: ScanSettings) -> Any:
 
 
 def _process_cache(settings: ScanSettings) -> Any:
-    from imgscan.api import open_shared_cache
+    from imgscan.server.cache import RedisLayerCache
 
     if settings.cache_url and "cache" not in _PROCESS:
-        _PROCESS["cache"] = open_shared_cache(settings.cache_url)
+        _PROCESS["cache"] = RedisLayerCache.from_url(settings.cache_url)
     return _PROCESS.get("cache")
 
 

@@ -248,7 +248,7 @@ def _finding(pkg: Package, q: Query, hits: list[tuple[dict[str, Any], dict[str, 
         rule_id=primary, severity=severity, category=CATEGORY,
         title=f"{primary} in {q.name} {q.version}" + (f": {summary}" if summary else ""),
         location=Location(path=path, layer=pkg.layer),
-        description=summary, evidence=f"{q.ecosystems[0]}/{q.name}@{q.version}",
+        description=str(summary or ""), evidence=f"{q.ecosystems[0]}/{q.name}@{q.version}",
         package=pkg.purl, properties=props).with_id()
 
 

@@ -131,7 +131,7 @@ def iter_records(paths: list[str | os.PathLike[str]], seen: Mapping[str, str] | 
                 for info in z.infolist():
                     if not info.is_dir() and info.filename.endswith(_SUFFIXES):
                         yield _one(f"{path}!{info.filename}",
-                                   lambda i=info: z.read(i),  # type: ignore[misc]
+                                   lambda i=info: z.read(i),
                                    f"crc:{info.CRC:08x}:{info.file_size}", seen)
         elif path.is_file():
             st = path.stat()
