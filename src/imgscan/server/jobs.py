@@ -175,8 +175,8 @@ _PROCESS: dict[str, Any] = {}
 
 
 def _process_store(settings: ScanSettings) -> Any:
-    """One store per process (workers are forked: each child opens its own), importing
-    layers in this process only (a Celery child may not fork a pool of its own)."""
+    """One store per process (workers are forked: each child opens its own) with one job
+    (a Celery pool child may not fork a pool of its own); it holds the local cache level."""
     from imgscan.api import open_store
 
     if "store" not in _PROCESS:
