@@ -93,3 +93,17 @@ def test_shard_cli_usage_errors(fleet: sf.Fleet) -> None:
     assert r.code == 2 and "k/N" in r.err
     r = imgscan("audit", f"docker://{fleet.host}")
     assert r.code == 2 and "--queue" in r.err
+
+
+def test_shard_audit_through_the_cli_gates_on_fail_on(fleet: sf.Fleet, tmp_path: str) -> None:
+    out = os.path.join(str(tmp_path), "gate")
+    r = imgscan("audit", f"docker://{fleet.host}/team", "--shard", "1/1", "--output-dir", out,
+                "--analyzers", "secrets", "--fail-on", "medium", "--format", "json",
+                "--format", "sarif", "--tls-verify=false", root=os.path.join(str(tmp_path), "s"),
+                timeout=300)
+    assert r.code == 1, r.err
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    failed = [i for i in summary["images"] if i["exit_code"] == 1]
+    assert len(failed) == 5  # app00, 04, 08, 12, 16 carry an AWS key id (medium)
+    assert all(f.endswith((".json", ".sarif")) for i in summary["images"] for f in i["files"])
+    assert "FAIL" in r.out and "reports in" in r.out
