@@ -363,7 +363,7 @@ class Scanner:
             packages=sorted(packages, key=_package_order),
             findings=sorted(findings, key=_finding_order),
             warnings=sorted(merged.warnings, key=lambda w: (w.path, w.analyzer, w.message)),
-            facts={k: sorted(v, key=lambda r: str(r.get("path", ""))) for k, v in
+            facts={k: sorted(v, key=_fact_order) for k, v in
                    sorted(merged.facts.items())},
             timings={"analyze": round(t1 - t0, 4), "merge": round(t2 - t1, 4),
                      "post": round(t3 - t2, 4), "total": round(t3 - t0, 4)},
@@ -420,6 +420,12 @@ def _refine(facts: dict[str, list[dict[str, Any]]], update: str, target: str) ->
         return
     by_path = {r.get("path"): r for r in rows}
     facts[target] = [{**r, **by_path.get(r.get("path"), {})} for r in facts[target]]
+
+
+def _fact_order(row: dict[str, Any]) -> tuple[str, str]:
+    """Fact rows by path, then by content: two rows of one path (a setuid file and the
+    hidden one beneath it) keep one order whichever layer's worker finished first."""
+    return str(row.get("path", "")), repr(sorted(row.items(), key=lambda kv: kv[0]))
 
 
 def _place(f: Finding, layer: LayerRef | None, hidden_by: LayerRef | None) -> Finding:
