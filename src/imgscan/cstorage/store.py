@@ -126,6 +126,14 @@ class ContainersStorage:
             yield self
 
     @contextlib.contextmanager
+    def reading_for_write(self) -> Iterator[ContainersStorage]:
+        """layers.lock exclusive (as c/storage's ``store.Mount`` takes it), images.lock
+        shared, fresh records. Nothing in the graph root is written under it."""
+        with self._layers_lock.exclusive(), self._images_lock.shared():
+            self._reload()
+            yield self
+
+    @contextlib.contextmanager
     def layers_held(self) -> Iterator[ContainersStorage]:
         """Hold only layers.lock shared: what a scan keeps while it reads layer content."""
         with self._layers_lock.shared():
