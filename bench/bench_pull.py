@@ -137,7 +137,7 @@ def profile(ref: str, env: dict[str, str], out: str) -> str:
     os.makedirs(out)
     prof = os.path.join(common.WORK, "pull.prof")
     code = ("import sys; from imgscan.images.open import open_image; "
-            "from imgscan.mount.store import Store; "
+            "from imgscan.store.store import Store; "
             "img = open_image(sys.argv[1]); "
             "Store(sys.argv[2], jobs=1).import_image(img)")
     runner = os.path.join(common.WORK, "pull_runner.py")

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from imagebuild import ImageSpec, Layer, write_oci_layout
 from imgscan.images.interface import BlobSource, SourceImage
-from imgscan.mount.store import Store
+from imgscan.store.store import Store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")

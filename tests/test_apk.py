@@ -133,6 +133,27 @@ def test_truncated_db(tmp_path):
     assert len(result.warnings) == 1 and "truncated" in result.warnings[0].message
 
 
+@pytest.mark.parametrize("tail", ["Z:Q1Lu6fOlK4zPVKwYv4s1lrbrV1sJQ=", "R:bbsuid", "a:0:0:4111",
+                                  "L:GPL-2.0-only"])
+def test_db_without_final_newline_keeps_its_last_package(tmp_path, tail):
+    """apk reads a database whose last line has no newline; so do we, when the unfinished
+    line is not the name or the version (the only fields a cut would make lie)."""
+    text = INSTALLED.rstrip("\n") + "\n" + tail
+    result = scan(tmp_path, text)
+    assert result.warnings == []
+    assert [(p.name, p.version) for p in result.packages][-1] == ("bbsuid", "1.36.1-r15")
+    assert len(result.packages) == 4
+
+
+@pytest.mark.parametrize("tail", ["", "\nP:next", "\nP:next\nV:2.0", "\nP:next\nV:2.0\nxx"])
+def test_db_cut_in_a_name_or_version_drops_that_package(tmp_path, tail):
+    text = INSTALLED.rstrip("\n") + "\n" + tail if tail else INSTALLED + "P:nex"
+    result = scan(tmp_path, text)
+    assert [p.name for p in result.packages] == ["musl", "busybox-binsh",
+                                                 "ca-certificates-bundle", "bbsuid"]
+    assert len(result.warnings) == 1 and "truncated" in result.warnings[0].message
+
+
 def test_binary_junk(tmp_path):
     target = tmp_path / "lib/apk/db/installed"
     target.parent.mkdir(parents=True)

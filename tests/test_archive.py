@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import json
+import lzma
 import subprocess
 import sys
 import tarfile
@@ -28,6 +29,7 @@ from imagebuild import (
     write_docker_archive,
     write_oci_layout,
 )
+from imgscan.api import default_names
 from imgscan.errors import DigestMismatch, ImageError, ReferenceError_, UnsafeLayerError
 from imgscan.images import mediatypes as mt
 from imgscan.images.archive import open_docker_archive, open_oci_archive
@@ -321,15 +323,111 @@ def test_docker_archive_content_checks(tmp_path: Path) -> None:
     layer_bytes(img, 0)
     with pytest.raises(DigestMismatch, match="layer 1"):
         layer_bytes(img, 1)
-    # a config whose name claims another digest
+    # a config blob in blobs/sha256/ whose content is another digest: a corrupt blob store
     docker_archive(tmp_path / "d.tar", s, [("a/layer.tar", tars[0]), ("b/layer.tar", tars[1])],
-                   config_name="0" * 64 + ".json")
+                   config_name="blobs/sha256/" + "0" * 64)
     with pytest.raises(DigestMismatch, match="not the digest in its name"):
         open_docker_archive(str(tmp_path / "d.tar"))
     # one layer too few
     docker_archive(tmp_path / "d.tar", s, [("a/layer.tar", tars[0])])
     with pytest.raises(ImageError, match="lists 1 layers but the config has 2 diff_ids"):
         open_docker_archive(str(tmp_path / "d.tar"))
+
+
+def test_config_named_by_another_digest_loads_with_a_warning(tmp_path: Path, caplog) -> None:
+    """docker load and skopeo accept a ``<hex>.json`` config whose content hashes to another
+    digest; the image id is the content's digest, and a warning says so."""
+    s = spec("n")
+    tars = [lay.tar for lay in s.layers]
+    name = "0" * 64 + ".json"
+    docker_archive(tmp_path / "d.tar", s, [("a/layer.tar", tars[0]), ("b/layer.tar", tars[1])],
+                   config_name=name)
+    with caplog.at_level("WARNING", logger="imgscan.images.archive"):
+        img = open_docker_archive(str(tmp_path / "d.tar"))
+    assert img.image_id == sha256(s.config_json())
+    assert len(img.warnings) == 1
+    assert name in img.warnings[0] and img.image_id in img.warnings[0]
+    assert "not named by its digest" in img.warnings[0]
+    assert [r.getMessage() for r in caplog.records] == img.warnings
+    check_layers(img)
+    # a config named by its own digest is no news
+    docker_archive(tmp_path / "d.tar", s, [("a/layer.tar", tars[0]), ("b/layer.tar", tars[1])])
+    assert open_docker_archive(str(tmp_path / "d.tar")).warnings == []
+
+
+def manifest_archive(path: Path, s: ImageSpec, item: dict, layer_files: list[tuple[str, bytes]],
+                     config_name: str = "c.json") -> str:
+    """A docker-archive whose manifest.json item is exactly ``item`` (any key spelling)."""
+    with tarfile.open(path, "w") as tf:
+        add(tf, config_name, s.config_json())
+        for name, data in layer_files:
+            add(tf, name, data)
+        add(tf, "manifest.json", json.dumps([item]).encode())
+    return str(path)
+
+
+def test_manifest_json_keys_in_any_case_as_jib_writes_them(tmp_path: Path) -> None:
+    s = spec("j")
+    files = [("l0.tar", s.layers[0].tar), ("l1.tar", s.layers[1].tar)]
+    p = manifest_archive(tmp_path / "jib.tar", s, {
+        "config": "c.json", "repoTags": ["registry.example/app:1.0"],
+        "layers": ["l0.tar", "l1.tar"]}, files)
+    img = open_docker_archive(p)
+    assert img.image_id == sha256(s.config_json())
+    assert img.names == ["registry.example/app:1.0"]
+    check_layers(img)
+    assert open_docker_archive(p, ref="registry.example/app:1.0").image_id == img.image_id
+    # the exact spelling wins over another, as in Go's encoding/json
+    p = manifest_archive(tmp_path / "both.tar", s, {
+        "CONFIG": "missing.json", "Config": "c.json", "LAYERS": ["l0.tar", "l1.tar"]}, files)
+    assert open_docker_archive(p).image_id == img.image_id
+
+
+@pytest.mark.parametrize(
+    ("repo_tag", "name"),
+    [
+        ("app", "app:latest"),
+        ("registry.example:5000/team/app", "registry.example:5000/team/app:latest"),
+        ("app:2", "app:2"),
+        ("app@sha256:" + "a" * 64, "app@sha256:" + "a" * 64),
+    ],
+)
+def test_repo_tag_without_a_tag_is_latest(tmp_path: Path, repo_tag: str, name: str) -> None:
+    s = spec("t")
+    files = [("l0.tar", s.layers[0].tar), ("l1.tar", s.layers[1].tar)]
+    p = manifest_archive(tmp_path / "my-image.tar", s, {
+        "Config": "c.json", "RepoTags": [repo_tag], "Layers": ["l0.tar", "l1.tar"]}, files)
+    img = open_docker_archive(p)
+    assert img.names == [name]
+    # a pull names it so, never localhost/<file name>:<repository>
+    assert default_names(f"docker-archive:{p}", img) == [name]
+
+
+def test_xz_layers_and_xz_archive(tmp_path: Path) -> None:
+    """``docker save | xz`` and xz layers (docker load reads both) next to gzip, zstd, plain."""
+    s = spec("x", ("zstd", None, "gzip"))
+    tars = [lay.tar for lay in s.layers]
+    files = [("a/layer.tar", s.layers[0].blob), ("b/layer.tar", lzma.compress(tars[1])),
+             ("c/layer.tar", s.layers[2].blob)]
+    docker_archive(tmp_path / "d.tar", s, files)
+    img = open_docker_archive(str(tmp_path / "d.tar"))
+    assert [lay.media_type for lay in img.layers] == [
+        mt.OCI_LAYER_ZSTD, mt.DOCKER_LAYER, mt.DOCKER_LAYER_GZIP]
+    # an xz layer is served decompressed: its digest is its diff_id, its size the tar's
+    assert img.layers[1].digest == img.diff_ids[1]
+    assert img.layers[1].size == len(tars[1])
+    check_layers(img)
+    with img.open_layer(img.layers[1]) as raw:
+        assert raw.read() == tars[1]
+    (tmp_path / "d.tar.xz").write_bytes(lzma.compress((tmp_path / "d.tar").read_bytes()))
+    again = open_image(f"docker-archive:{tmp_path}/d.tar.xz")
+    assert again.image_id == sha256(s.config_json())
+    assert again.manifest_digest == img.manifest_digest
+    check_layers(again)
+    data = (tmp_path / "d.tar.xz").read_bytes()
+    (tmp_path / "cut.xz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="truncated or corrupt xz"):
+        open_docker_archive(str(tmp_path / "cut.xz"))
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import lzma
 import os
 import random
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import zstandard
 
 from imgscan.errors import ImageError
+from imgscan.images import compression
 from imgscan.images.compression import MAX_CHUNK, detect_compression, open_decompressed
 
 
@@ -43,18 +45,22 @@ def _tool(args: list[str], data: bytes) -> bytes:
 def test_detect() -> None:
     assert detect_compression(b"\x1f\x8b\x08\x00") == "gzip"
     assert detect_compression(b"\x28\xb5\x2f\xfd") == "zstd"
+    assert detect_compression(b"\xfd7zXZ\x00") == "xz"
+    assert detect_compression(b"\xfd7zXY\x00") is None
     assert detect_compression(b"ustar") is None
     assert detect_compression(b"") is None
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 4096, 1 << 20, -1])
-@pytest.mark.parametrize("how", ["gzip", "zstd", "plain"])
+@pytest.mark.parametrize("how", ["gzip", "zstd", "xz", "plain"])
 def test_round_trip_with_tools(how: str, chunk: int) -> None:
     data = _payload(60_000 if chunk == 1 else 300_000)
     if how == "gzip":
         blob = _tool(["gzip", "-c", "-n"], data)
     elif how == "zstd":
         blob = _tool(["zstd", "-c", "-q"], data)
+    elif how == "xz":
+        blob = _tool(["xz", "-c", "-T1"], data)
     else:
         blob = data
     with open_decompressed(io.BytesIO(blob)) as f:
@@ -142,3 +148,35 @@ def test_zstd_window_over_limit_refused() -> None:
     assert zstandard.get_frame_parameters(blob).window_size == 1 << 30
     with pytest.raises(ImageError, match="zstd"):
         open_decompressed(io.BytesIO(blob)).read()
+
+
+def test_xz_multi_stream_and_padding_as_xz_tool_reads_it() -> None:
+    a, b = _payload(40_000), b"stream two " * 999
+    blob = lzma.compress(a) + bytes(8) + _tool(["xz", "-c", "-T1"], b) + bytes(4)
+    expected = _tool(["xz", "-dc"], blob)
+    assert expected == a + b
+    assert _read_all(open_decompressed(io.BytesIO(blob)), 10_000) == expected
+
+
+def test_xz_every_truncation_and_garbage_is_an_image_error() -> None:
+    blob = lzma.compress(_payload(3000, tail=300))
+    for cut in range(6, len(blob)):
+        with pytest.raises(ImageError, match="layer 2: truncated or corrupt xz"):
+            open_decompressed(io.BytesIO(blob[:cut]), "layer 2").read()
+    with pytest.raises(ImageError, match="trailing garbage"):
+        open_decompressed(io.BytesIO(blob + b"junkjunk")).read()
+    bad = bytearray(lzma.compress(_payload(50_000)))
+    bad[len(bad) // 2] ^= 0xFF
+    with pytest.raises(ImageError, match="corrupt xz"):
+        _read_all(open_decompressed(io.BytesIO(bytes(bad))), 65536)
+
+
+def test_xz_output_and_memory_are_bounded(monkeypatch) -> None:
+    blob = lzma.compress(bytes(64 << 20), preset=9)  # a 64 MiB dictionary
+    f = open_decompressed(io.BytesIO(blob))
+    first = f.read(1 << 30)
+    assert 0 < len(first) <= MAX_CHUNK
+    assert len(first) + len(_read_all(f, 1 << 22)) == 64 << 20
+    monkeypatch.setattr(compression, "XZ_MEMLIMIT", 16 << 20)  # below what the header asks
+    with pytest.raises(ImageError, match="corrupt xz"):
+        open_decompressed(io.BytesIO(blob)).read(1)

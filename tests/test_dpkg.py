@@ -129,22 +129,36 @@ def test_synthetic_statuses_equal_dpkg_query(tmp_path):
     assert [p.arch for p in result.packages if p.name == "libx"] == ["i386", "amd64"]
 
 
+LAST = """\
+Package: last
+Status: install ok installed
+Architecture: amd64
+Version: 9:1.0-1
+Description: the paragraph that a cut lands in
+ continued
+"""
+
+
 def test_truncated_status_warns_and_keeps_complete_paragraphs(tmp_path):
-    text = Path("/var/lib/dpkg/status").read_text()
-    cut = len(text) // 2
-    while text[cut] == "\n":
-        cut += 1
-    truncated = text[:cut]  # ends mid-line
-    complete = truncated[: truncated.rindex("\n\n") + 2]
+    """A status cut anywhere inside its last paragraph (mid-name, before or after a colon,
+    mid-value, mid-continuation) gives one warning and the complete paragraphs, as
+    dpkg-query reads them: the shape is built here, not cut from the host's database."""
+    complete = STATUS + "\n"
     (tmp_path / "status").write_text(complete)
     expected = dpkg_query(str(tmp_path))
-    (tmp_path / "status").write_text(truncated)
-    result = analyze(tmp_path / "status", "var/lib/dpkg/status")
-    assert len(result.warnings) == 1
-    w = result.warnings[0]
-    assert "truncated" in w.message and w.analyzer == "dpkg"
-    assert w.path == "/var/lib/dpkg/status"
-    assert rows(result) == expected and len(expected) > 10
+    text = complete + LAST
+    cuts = [c for c in range(len(complete) + 1, len(text)) if text[c - 1] != "\n"]
+    assert len(cuts) > 100  # every byte of the last paragraph but its line ends
+    first_line = complete.count("\n") + 1
+    for cut in cuts:
+        (tmp_path / "status").write_text(text[:cut])
+        result = analyze(tmp_path / "status", "var/lib/dpkg/status")
+        assert [w.message for w in result.warnings] == [
+            f"file ends mid-line (truncated); the paragraph from line {first_line} was dropped"
+        ], repr(text[len(complete):cut])
+        w = result.warnings[0]
+        assert w.analyzer == "dpkg" and w.path == "/var/lib/dpkg/status"
+        assert rows(result) == expected
 
 
 @pytest.mark.parametrize(
@@ -195,6 +209,65 @@ def test_distroless_status_d(tmp_path):
     assert [(f.name, f.files) for f in result.package_files] == [
         ("libssl3", ("/usr/lib/x86_64-linux-gnu/libssl.so.3",
                      "/usr/share/doc/libssl3/copyright"))]
+
+
+VCPKG_STATUS = """\
+Package: zlib
+Version: 1.3.1
+Depends: vcpkg-cmake
+Architecture: x64-windows
+Multi-Arch: same
+Abi: 2b3f0c6f1d6a0d3e8c4c9f5b0a7e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7980
+Description: A compression library
+Status: install ok installed
+
+Package: vcpkg-cmake
+Version: 2024-04-23
+Architecture: x64-windows
+Multi-Arch: same
+Abi: 0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0
+Type: Port
+Status: install ok installed
+"""
+
+
+def test_vcpkg_status_is_not_reported_as_debian_packages(tmp_path):
+    (tmp_path / "status").write_text(VCPKG_STATUS)
+    result = analyze(tmp_path / "status", "var/lib/dpkg/status")
+    assert result.packages == []
+    [w] = result.warnings
+    assert w.analyzer == "dpkg" and w.path == "/var/lib/dpkg/status"
+    assert "not a dpkg database" in w.message and "vcpkg" in w.message
+    assert "Architecture: x64-windows" in w.message
+
+
+@pytest.mark.parametrize("arch", ["amd64", "all", "hurd-i386", "musl-linux-arm64", "x32"])
+def test_debian_architectures_are_not_taken_for_vcpkg(tmp_path, arch):
+    (tmp_path / "status").write_text(
+        f"Package: a\nStatus: install ok installed\nArchitecture: {arch}\nVersion: 1\n")
+    result = analyze(tmp_path / "status", "var/lib/dpkg/status")
+    assert result.warnings == [] and [p.arch for p in result.packages] == [arch]
+
+
+def test_distroless_companions_are_not_status_files(tmp_path):
+    """Distroless names stanza files by package and may keep a package's control files
+    beside them: scripts are skipped, file lists read as file lists, stanzas as status."""
+    d = tmp_path / "var/lib/dpkg/status.d"
+    d.mkdir(parents=True)
+    for name, text in DISTROLESS.items():
+        (d / name).write_text(text)
+    (d / "libc6").write_text("Package: libc6\nVersion: 2.36-9+deb12u4\nArchitecture: amd64\n"
+                             "Source: glibc\n")
+    script = "#!/bin/sh\nset -e\ncase \"$1\" in\n  configure) ldconfig ;;\nesac\n"
+    for suffix in (".preinst", ".postinst", ".prerm", ".postrm", ".conffiles", ".shlibs",
+                   ".triggers"):
+        (d / f"libc6{suffix}").write_text(script)
+    (d / "libc6.list").write_text("/.\n/lib/x86_64-linux-gnu/libc.so.6\n")
+    result = run_analyzer(DpkgAnalyzer(), str(tmp_path))
+    assert result.warnings == []
+    assert {r[0] for r in rows(result)} == {"base-files", "libssl3", "tzdata", "libc6"}
+    assert [(f.name, f.files) for f in result.package_files] == [
+        ("libc6", ("/lib/x86_64-linux-gnu/libc.so.6",))]
 
 
 def _list_files():
@@ -248,8 +321,10 @@ def test_required():
     a = DpkgAnalyzer()
     st = os.stat(__file__)
     yes = ["var/lib/dpkg/status", "var/lib/dpkg/status.d/libc6", "var/lib/dpkg/info/a.list",
-           "var/lib/dpkg/info/libc6:amd64.md5sums", "var/lib/dpkg/status.d/x.md5sums"]
+           "var/lib/dpkg/info/libc6:amd64.md5sums", "var/lib/dpkg/status.d/x.md5sums",
+           "var/lib/dpkg/status.d/base", "var/lib/dpkg/status.d/python3.11"]
     no = ["var/lib/dpkg/available", "var/lib/dpkg/status-old", "var/lib/dpkg/info/a.postinst",
-          "var/lib/dpkg/info/a.conffiles", "var/lib/dpkg/status.d/sub/x", "etc/status"]
+          "var/lib/dpkg/info/a.conffiles", "var/lib/dpkg/status.d/sub/x", "etc/status",
+          "var/lib/dpkg/status.d/libc6.preinst", "var/lib/dpkg/status.d/libc6.postinst"]
     assert [a.required(info_from_stat(p, st)) for p in yes] == [True] * len(yes)
     assert [a.required(info_from_stat(p, st)) for p in no] == [False] * len(no)

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from imgscan.analyzers.elf import ElfAnalyzer, ElfFortifyPostAnalyzer
+from imgscan.analyzers.elffile import ElfError as ElfFormatError
 from imgscan.analyzers.elfinspect import (
-    ElfFormatError,
     fortify_verdict,
     inspect_elf,
     libc_chk_functions,

@@ -12,7 +12,7 @@ import pytest
 from imagebuild import OPQ, WH, D, Entry, F, H, L, layer_tar
 from imgscan.analyzers.interface import FileKind
 from imgscan.errors import ImageError, UnsafeLayerError
-from imgscan.mount.extract import ExtractLimits, extract_layer
+from imgscan.store.extract import ExtractLimits, extract_layer
 
 
 def extract(tmp_path, entries, as_root=True, limits=None):

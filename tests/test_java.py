@@ -72,13 +72,14 @@ def test_nested_shaded_manifest_filename(tmp_path: Path) -> None:
          "/opt/app/app.war!/BOOT-INF/lib/netty-codec-4.1.90.Final.jar"),
         ("org.acme", "shaded", "2.1", "/opt/app/shaded-2.1-all.jar"),
         ("com.google.guava", "guava", "31.1-jre", "/opt/app/shaded-2.1-all.jar"),
-        ("org.fancy", "My Fancy Library", "4.5.6", "/opt/app/fancy.jar"),
+        ("org.fancy", "fancy", "4.5.6", "/opt/app/fancy.jar"),
         ("", "commons-io", "2.11.0", "/opt/app/commons-io-2.11.0.jar"),
         ("jdk", "java.base", "17", "/opt/app/java.base.jmod"),
     }
     by = {p.name: p for p in result.packages}
     assert package_purl(by["guava"], None) == "pkg:maven/com.google.guava/guava@31.1-jre"
-    assert by["My Fancy Library"].metadata["source"] == "manifest"
+    assert by["fancy"].metadata["source"] == "manifest"
+    assert by["fancy"].metadata["manifest_name"] == "My Fancy Library"
     assert by["commons-io"].metadata["source"] == "filename"
     assert all(p.type == "maven" and not p.purl for p in result.packages)
 
@@ -90,6 +91,50 @@ def test_manifest_version_agrees_with_filename(tmp_path: Path) -> None:
     (p,) = run_analyzer(JavaAnalyzer(), str(tmp_path)).packages
     assert (p.name, p.version, p.metadata["manifest_name"]) == ("slf4j-api", "2.0.7",
                                                                  "SLF4J API Module")
+
+
+def manifest_jar(**attrs: str) -> bytes:
+    lines = ["Manifest-Version: 1.0"] + [f"{k.replace('_', '-')}: {v}" for k, v in attrs.items()]
+    return jar([("META-INF/MANIFEST.MF", ("\r\n".join(lines) + "\r\n\r\n").encode())])
+
+
+@pytest.mark.parametrize(
+    ("file", "attrs", "purl"),
+    [
+        # Bundle-SymbolicName first: its last segment names the artifact
+        ("jackson-databind-2.15.2.jar",
+         {"Bundle_Name": "Jackson-databind", "Bundle_Version": "2.15.2",
+          "Bundle_SymbolicName": "com.fasterxml.jackson.core.jackson-databind",
+          "Automatic_Module_Name": "com.fasterxml.jackson.databind",
+          "Implementation_Vendor_Id": "com.fasterxml"},
+         "pkg:maven/com.fasterxml.jackson.core/jackson-databind@2.15.2"),
+        ("commons-lang3-3.12.0.jar",
+         {"Bundle_Name": "Apache Commons Lang", "Implementation_Version": "3.12.0",
+          "Bundle_SymbolicName": "org.apache.commons.lang3;singleton:=true"},
+         "pkg:maven/org.apache.commons/commons-lang3@3.12.0"),
+        # then Automatic-Module-Name, over Implementation-Vendor-Id
+        ("widgets.jar",
+         {"Implementation_Title": "Acme Widgets for Java", "Implementation_Version": "1.4",
+          "Automatic_Module_Name": "com.acme.widgets", "Implementation_Vendor_Id": "com.acme"},
+         "pkg:maven/com.acme/widgets@1.4"),
+        # Implementation-Vendor-Id as it stands; the title is prose, the file names it
+        ("fancy.jar",
+         {"Implementation_Title": "My Fancy Library", "Implementation_Version": "4.5.6",
+          "Implementation_Vendor_Id": "org.fancy"},
+         "pkg:maven/org.fancy/fancy@4.5.6"),
+        # a title that is an identifier may name the artifact of a renamed file
+        ("app.jar",
+         {"Implementation_Title": "acme-core", "Implementation_Version": "6.0.9",
+          "Automatic_Module_Name": "com.acme.core"},
+         "pkg:maven/com.acme/acme-core@6.0.9"),
+    ],
+)
+def test_manifest_only_jar_gets_a_group_and_no_prose_artifact(tmp_path: Path, file: str,
+                                                              attrs: dict, purl: str) -> None:
+    (tmp_path / file).write_bytes(manifest_jar(**attrs))
+    (p,) = run_analyzer(JavaAnalyzer(), str(tmp_path)).packages
+    assert package_purl(p, None) == purl
+    assert " " not in p.name and p.metadata["group_id"]
 
 
 def _nest(levels: int) -> bytes:

@@ -293,7 +293,19 @@ def test_manifest_not_json(single) -> None:
         (lambda m, r: m["config"].update(
             digest=put_blob(r, b"not json"), size=8), "config is not valid JSON"),
         (lambda m, r: m["config"].update(
-            digest=put_blob(r, b'{"rootfs":{"type":"x"}}'), size=23), "rootfs.type"),
+            digest=put_blob(r, b'{"rootfs":{"type":"x"}}'), size=23),
+         "rootfs.type is 'x', not 'layers'"),
+        (lambda m, r: m["config"].update(
+            digest=put_blob(r, b'{"architecture":"amd64","os":"linux"}'), size=37),
+         r"config has no rootfs \(the layers' diff_ids\); not an image config$"),
+        (lambda m, r: m["config"].update(
+            digest=put_blob(r, b'{"rootfs":[]}'), size=13), "rootfs is not an object"),
+        (lambda m, r: m["config"].update(
+            digest=put_blob(r, b'{"rootfs":{"diff_ids":[]}}'), size=26),
+         r"rootfs has no type \(it must be 'layers'\)"),
+        (lambda m, r: m["config"].update(
+            digest=put_blob(r, b'{"rootfs":{"type":"layers"}}'), size=28),
+         "rootfs has no diff_ids"),
         (lambda m, r: m.update(schemaVersion=1), "schema 1"),
         (lambda m, r: m["layers"][0].update(digest="sha256:../../etc/passwd"),
          r"^oci layout .*: malformed digest 'sha256:\.\./\.\./etc/passwd'"),

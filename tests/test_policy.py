@@ -16,13 +16,11 @@ from pathlib import Path
 import pytest
 
 from imgscan.errors import UsageError
-from imgscan.model import Finding, Location, Package, Severity
-from imgscan.policy import (
+from imgscan.gate import (
     EXIT_GATE_FAILED,
     EXIT_PASS,
     apply_baseline,
     apply_ignores,
-    dpkg_compare,
     evaluate_gate,
     evaluate_policy,
     is_root_user,
@@ -33,14 +31,13 @@ from imgscan.policy import (
     parse_ignore_file,
     parse_policy,
     parse_size,
-    pep440_compare,
     purl_base,
-    rpm_compare,
     run_gate,
-    semver_compare,
 )
+from imgscan.model import Finding, Location, Package, Severity
 from imgscan.reports import validate_report
 from imgscan.reports.interface import render
+from imgscan.versions import dpkg_compare, pep440_compare, rpm_compare, semver_compare
 from test_reports_fixture import OS, make_report
 
 TODAY = date(2026, 11, 28)

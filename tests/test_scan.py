@@ -90,7 +90,7 @@ def test_symlinks_resolve_inside_the_image_never_on_the_host(store, make_image, 
     ]))])
     rec = store.import_image(img, [])
     from imgscan.analyzers.layered import LayeredView as LV
-    from imgscan.mount.layerindex import load_index
+    from imgscan.store.layerindex import load_index
 
     view = LV([store.diff_path(rec.layers[0])], [load_index(store.index_path(rec.layers[0]))],
               [__import__("imgscan.model", fromlist=["LayerRef"]).LayerRef(0, rec.diff_ids[0])])

@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from imgscan.analyzers.interface import FileInfo, FileKind, ScanOptions
-from imgscan.analyzers.secrets import SecretsAnalyzer, SecretsConfigAnalyzer
+from imgscan.analyzers.secrets import SecretsAnalyzer, SecretsConfigAnalyzer, scan_config
 from imgscan.model import LayerRef, Severity, to_jsonable
-from imgscan.secrets.config import scan_config
 from imgscan.secrets.engine import MAX_MATCHES_PER_FILE, SecretScanner, shannon_entropy
 from imgscan.secrets.redact import fingerprint, redact
 from imgscan.secrets.rules import RuleError, load_rules

@@ -108,6 +108,36 @@ def test_negative(case: dict, scanner: SecretScanner) -> None:
     assert [m.rule_id for m in found] == []
 
 
+@pytest.mark.parametrize(
+    ("make", "rule"),
+    [
+        # a key of another vendor that even carries OpenAI's T3BlbkFJ marker is still theirs
+        (lambda r: "sk-ant-api03-" + r(40) + "T3BlbkFJ" + r(45) + "AA", "anthropic-api-key"),
+        (lambda r: "sk-ant-admin01-" + r(90) + "AA", "anthropic-api-key"),
+        (lambda r: "sk-or-v1-" + "".join(random.Random(5).choices("0123456789abcdef", k=64)),
+         "openrouter-api-key"),
+        (lambda r: "sk-or-v1-" + r(20) + "T3BlbkFJ" + r(30), None),  # not OpenRouter's shape
+        (lambda r: "sk-proj-" + r(40) + "T3BlbkFJ" + r(40), "openai-api-key"),
+    ],
+)
+@pytest.mark.parametrize("var", ["OPENAI_API_KEY", "LLM_KEY"])
+def test_sk_keys_of_other_vendors_are_not_openai_keys(make, rule: str | None, var: str,
+                                                       scanner: SecretScanner) -> None:
+    """OpenAI-compatible clients take Anthropic and OpenRouter keys in OPENAI_API_KEY; the
+    key's own shape decides whose it is (synthetic keys, made here)."""
+    rng = random.Random(var)
+
+    def r(n: int) -> str:
+        return "".join(rng.choices(_ALPHABETS["alnum"], k=n))
+
+    key = make(r)
+    found = scanner.scan_bytes(f"{var}={key}\n".encode(), "srv/app/.env")
+    rules = {m.rule_id for m in found if m.secret.decode() == key}
+    assert "openai-api-key" not in rules or rule == "openai-api-key"
+    if rule is not None:
+        assert rules == {rule}
+
+
 _PATH_RULES = {r.id for r in load_rules().rules if r.paths}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from imagebuild import OPQ, WH, D, F, Layer, layer_tar
 from imgscan.errors import DigestMismatch, ImageError, ReferenceError_, StoreError
-from imgscan.mount.store import Store, chain_ids
+from imgscan.store.store import Store, chain_ids
 
 
 def du(path: str) -> int:
@@ -156,7 +156,7 @@ def test_corrupt_metadata_is_a_store_error(store, make_image):
 
 def test_whiteouts_recorded_in_the_index(store, make_image):
     from imgscan.analyzers.interface import FileKind
-    from imgscan.mount.layerindex import load_index
+    from imgscan.store.layerindex import load_index
 
     rec = store.import_image(make_image([
         Layer(layer_tar([D("etc"), F("etc/a", "1"), D("opt"), F("opt/x", "x")])),

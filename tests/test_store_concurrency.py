@@ -36,7 +36,7 @@ WORKER = textwrap.dedent('''
     import random, sys
     from imgscan.api import pull
     from imgscan.errors import ImgscanError
-    from imgscan.mount.store import Store
+    from imgscan.store.store import Store
     root, seed, *paths = sys.argv[1:]
     rnd = random.Random(int(seed))
     store = Store(root)
@@ -65,7 +65,7 @@ def test_eight_processes_pulling_and_removing_leave_a_consistent_store(tmp_path)
         assert p.returncode == 0 and out.strip() == "done", err
     r = imgscan("store", "check", root=root)
     assert r.code == 0 and "consistent" in r.out, r.out
-    from imgscan.mount.store import Store
+    from imgscan.store.store import Store
 
     store = Store(root)
     meta = store._read_meta()

@@ -8,25 +8,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from imgscan._version import __version__
 
-__all__ = ["Store", "__version__", "pull", "scan"]
+__all__ = ["GateConfig", "Store", "__version__", "audit", "gate_and_write", "pull", "scan",
+           "scan_atomic"]
+
+#: entry points served from ``imgscan.api`` on first use
+_API = {"pull", "scan", "audit", "scan_atomic", "gate_and_write", "GateConfig"}
 
 if TYPE_CHECKING:  # pragma: no cover
-    from imgscan.mount.store import Store
+    from imgscan.gate import GateConfig
+    from imgscan.store.store import Store
 
 
 def __getattr__(name: str) -> Any:
     if name == "Store":
-        from imgscan.mount.store import Store
+        from imgscan.store.store import Store
 
         return Store
-    if name == "pull":
-        from imgscan.api import pull
+    if name in _API:
+        from imgscan import api
 
-        return pull
-    if name == "scan":
-        from imgscan.api import scan
-
-        return scan
+        return getattr(api, name)
     raise AttributeError(name)

@@ -3,12 +3,15 @@
 >>> import imgscan
 >>> rec = imgscan.pull("oci:./layout:1.0", root="/tmp/store")
 >>> report = imgscan.scan("app:1.0", root="/tmp/store")
+>>> result = imgscan.audit(root="/tmp/store", formats=["json", "html"], output_dir="audit",
+...                        gate=imgscan.GateConfig.load(fail_on="high"))
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from imgscan.errors import ImageError
@@ -24,7 +27,7 @@ def is_transport_ref(ref: str) -> bool:
 
 
 def open_store(root: str | None = None, **kw: Any) -> Any:
-    from imgscan.mount.store import Store
+    from imgscan.store.store import Store
 
     return Store(root, **kw)
 
@@ -146,3 +149,68 @@ def vet_config(ref: str, analyzers: Sequence[str] | None = None, options: Any = 
         return Scanner(analyzers, options).scan_config_only(image)
     finally:
         image.source.close()
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``repo:tag`` → (``repo``, ``tag``); no ``:`` → (name, None). Splits at the last
+    colon, as the store's names always end in a tag."""
+    repo, sep, tag = name.rpartition(":")
+    return (repo, tag) if sep else (name, None)
+
+
+@dataclass(frozen=True)
+class InspectTarget:
+    """An image to show, with the name, tag and repository tags skopeo inspect reports."""
+
+    image: SourceImage
+    name: str
+    tag: str | None
+    repo_tags: list[str]
+
+
+def inspect_target(ref: str, store: Any = None, root: str | None = None,
+                   platform: str | Platform | None = None, list_tags: bool = True,
+                   **registry_opts: Any) -> InspectTarget:
+    """Open ``ref`` for inspection without importing anything: a transport reference is read
+    in place (a registry's tags are listed unless ``list_tags`` is false), a stored image
+    from what the store keeps of it."""
+    if is_transport_ref(ref):
+        img = open_source(ref, platform, **registry_opts)
+        if not ref.startswith("docker://"):
+            return InspectTarget(img, "", None, [])
+        from imgscan.images.registry import list_tags as registry_tags
+        from imgscan.images.registry import parse_reference
+
+        r = parse_reference(ref[len("docker://"):])
+        tags = registry_tags(r, **registry_opts) if list_tags else []
+        return InspectTarget(img, r.name, r.tag, tags)
+    store = store or open_store(root)
+    rec = store.lookup(ref)
+    name, tag = split_name(rec.names[0]) if rec.names else ("", None)
+    return InspectTarget(stored_image(store, rec), name, tag,
+                         [t for t in (split_name(n)[1] for n in rec.names) if t is not None])
+
+
+def list_images(store: Any = None, root: str | None = None) -> list[dict[str, Any]]:
+    """The stored images as ``imgscan images --format json`` lists them."""
+    from imgscan.inventory import image_rows
+
+    return image_rows(store or open_store(root))
+
+
+def __getattr__(name: str) -> Any:
+    """The audit and gate entry points, imported on first use so that ``import imgscan.api``
+    does not load the gate and the writer registry."""
+    if name in _PIPELINE:
+        from imgscan import pipeline
+
+        return getattr(pipeline, name)
+    if name == "GateConfig":
+        from imgscan.gate import GateConfig
+
+        return GateConfig
+    raise AttributeError(name)
+
+
+_PIPELINE = {"AuditEntry", "AuditResult", "OutputSpec", "WriterOptions", "audit",
+             "gate_and_write", "plan_outputs", "scan_atomic"}

@@ -7,8 +7,6 @@ Heavy modules are imported inside the commands, so ``imgscan mount`` starts fast
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import os
 import sys
@@ -17,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from imgscan import __version__
+from imgscan._version import __version__
 from imgscan.errors import ImgscanError
 
 EXIT_CODES = """\b
@@ -187,53 +185,39 @@ def _analyzer_names(text: str | None) -> list[str] | None:
     return [a.strip() for a in text.split(",") if a.strip()] if text else None
 
 
-def _prepare_gate(kw: dict[str, Any]) -> dict[str, Any]:
-    """Parse --format, --fail-on and load the ignore, baseline and policy files up front, so
-    that a mistake in any of them is a usage error before anything is pulled or scanned."""
-    from imgscan import policy as pol
-    from imgscan.reports.interface import plan_outputs
+def _gate_setup(kw: dict[str, Any], outputs: bool = True) -> tuple[Any, list[Any]]:
+    """The gate's configuration and the output plan from --fail-on, --ignore-file (default
+    .imgscanignore when present), --baseline, --policy, --format and --output, read before
+    anything is pulled or scanned so that a mistake in any of them is a usage error."""
+    from imgscan import api
+    from imgscan.gate import default_ignore_file
 
-    if "_gate" not in kw:
-        ignore_path = kw["ignore_file"] or (".imgscanignore"
-                                            if os.path.isfile(".imgscanignore") else None)
-        kw["_gate"] = {
-            "plan": plan_outputs(list(kw["formats"]), kw["output"]),
-            "fail_on": pol.parse_fail_on(kw["fail_on"]),
-            "ignore": pol.load_ignore_file(ignore_path) if ignore_path else None,
-            "baseline": pol.load_baseline(kw["baseline"]) if kw["baseline"] else None,
-            "policy": pol.load_policy(kw["policy"]) if kw["policy"] else None,
-        }
-    return kw["_gate"]
+    plan = api.plan_outputs(list(kw["formats"]), kw["output"]) if outputs else []
+    gate = api.GateConfig.load(kw["fail_on"], kw["ignore_file"] or default_ignore_file(),
+                               kw["baseline"], kw["policy"])
+    return gate, plan
 
 
-def _gate_and_write(report: Any, kw: dict[str, Any],
-                    formats: Sequence[str] | None = None) -> int:
-    """Filter (ignore, baseline, policy), write every requested report (``formats``
-    overrides --format/--output: per-image files of an audit), return the gate's exit
-    code."""
-    from imgscan import policy as pol
-    from imgscan.reports.interface import WriterOptions, get_writer, plan_outputs, write_file
+def _writer_options(kw: dict[str, Any]) -> Any:
+    from imgscan.api import WriterOptions
 
-    gate = _prepare_gate(kw)
-    plan = gate["plan"] if formats is None else plan_outputs(list(formats), None)
-    outcome = pol.run_gate(report, fail_on=gate["fail_on"], ignore=gate["ignore"],
-                           baseline=gate["baseline"], policy=gate["policy"])
-    options = WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"])
-    for spec in plan:
-        if spec.path is None:
-            get_writer(spec.format, options).write(outcome.report, sys.stdout)
-            sys.stdout.flush()
-        else:
-            write_file(outcome.report, spec.format, spec.path, options)
-    if gate["fail_on"] is not None or gate["policy"] is not None:
+    return WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"])
+
+
+def _judge(report: Any, gate: Any, plan: list[Any], kw: dict[str, Any]) -> int:
+    """Gate and write one report, tell the verdict when a gate was asked for; the exit code."""
+    from imgscan.api import gate_and_write
+
+    outcome = gate_and_write(report, gate, plan, _writer_options(kw))
+    if gate.judges:
         click.echo(outcome.gate.summary(), err=True)
     return outcome.exit_code
 
 
 def _store(root: str | None, max_layer_size: int | None = None,
            max_entries: int | None = None) -> Any:
-    from imgscan.mount.limits import ExtractLimits
-    from imgscan.mount.store import Store
+    from imgscan.store.limits import ExtractLimits
+    from imgscan.store.store import Store
 
     limits = ExtractLimits()
     if max_layer_size or max_entries:
@@ -314,14 +298,9 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
                        **source_opts)
         click.echo(rec.id)
         return
-    codes: list[int] = []
-    _prepare_gate(kw)
-
-    def decide(report: Any) -> int:
-        codes.append(_gate_and_write(report, kw))
-        return codes[-1]
-
-    rec, _, code = api.vetted_pull(ref, store, decide, platform=platform,
+    gate, plan = _gate_setup(kw)
+    rec, _, code = api.vetted_pull(ref, store, lambda r: _judge(r, gate, plan, kw),
+                                   platform=platform,
                                    names=list(names) or None,
                                    analyzers=_analyzer_names(kw["analyzers"]),
                                    options=_scan_options(kw), jobs=kw["jobs"], **source_opts)
@@ -342,25 +321,15 @@ def images(root: str | None, fmt: str) -> None:
     Example:
       imgscan images --format json
     """
-    from imgscan.images.digest import hex_of
+    from imgscan.api import list_images
 
-    store = _store(root)
-    recs = store.images()
-    rows = []
-    for r in recs:
-        size = 0
-        for c in r.layers:
-            with contextlib.suppress(ImgscanError):
-                size += store.layer(c).size
-        rows.append({"id": r.id, "names": list(r.names), "digest": r.manifest_digest,
-                     "layers": len(r.layers), "size": size, "created": r.created,
-                     "platform": "/".join(p for p in (r.os, r.architecture, r.variant) if p)})
+    rows = list_images(_store(root))
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
     from tabulate import tabulate
 
-    table = [[hex_of(r["id"])[:12], ", ".join(r["names"]) or "<none>", r["platform"],
+    table = [[r["id"].split(":", 1)[-1][:12], ", ".join(r["names"]) or "<none>", r["platform"],
               r["layers"], _human(r["size"]), r["created"][:19]] for r in rows]
     click.echo(tabulate(table, headers=["IMAGE ID", "NAMES", "PLATFORM", "LAYERS", "SIZE",
                                         "CREATED"]))
@@ -407,20 +376,13 @@ def inspect(root: str | None, platform: str | None, show_config: bool, raw: bool
     if vet:
         if not api.is_transport_ref(image) or image.startswith("dir:"):
             raise click.UsageError("--vet takes an image reference (docker://, oci:, ...)")
-        _prepare_gate(kw)
+        gate, plan = _gate_setup(kw)
         report = api.vet_config(image, platform=platform, options=_scan_options(kw),
                                 **source_opts)
-        sys.exit(_gate_and_write(report, kw))
-    if api.is_transport_ref(image):
-        img = api.open_source(image, platform, **source_opts)
-        name, tag, repo_tags = _describe_ref(image, img, source_opts, no_tags)
-    else:
-        store = _store(root)
-        rec = store.lookup(image)
-        img = api.stored_image(store, rec)
-        name = rec.names[0].rsplit(":", 1)[0] if rec.names else ""
-        tag = rec.names[0].rsplit(":", 1)[1] if rec.names and ":" in rec.names[0] else None
-        repo_tags = [n.rsplit(":", 1)[1] for n in rec.names if ":" in n]
+        sys.exit(_judge(report, gate, plan, kw))
+    target = api.inspect_target(image, None if api.is_transport_ref(image) else _store(root),
+                                platform=platform, list_tags=not no_tags, **source_opts)
+    img = target.image
     if raw:
         sys.stdout.buffer.write(img.raw_config if show_config else img.raw_manifest)
         sys.stdout.flush()
@@ -430,19 +392,8 @@ def inspect(root: str | None, platform: str | None, show_config: bool, raw: bool
         return
     from imgscan.images.inspect import inspect_dict
 
-    click.echo(json.dumps(inspect_dict(img, name, tag, repo_tags), indent=4))
-
-
-def _describe_ref(ref: str, img: Any, source_opts: dict[str, Any],
-                  no_tags: bool) -> tuple[str, str | None, list[str]]:
-    """Name, tag and the repository's tags, as skopeo inspect reports them."""
-    if ref.startswith("docker://"):
-        from imgscan.images.registry import list_tags, parse_reference
-
-        r = parse_reference(ref[len("docker://"):])
-        tags = [] if no_tags else list_tags(r, **source_opts)
-        return r.name, r.tag, tags
-    return "", None, []
+    click.echo(json.dumps(inspect_dict(img, target.name, target.tag, target.repo_tags),
+                          indent=4))
 
 
 @main.command()
@@ -473,7 +424,9 @@ def rmi(root: str | None, force: bool, images: Sequence[str]) -> None:
     Example:
       imgscan rmi localhost/layout:1.0 3f2a9c1b
     """
-    for rec in _store(root).remove(images, force=force):
+    from imgscan.housekeeping import remove_images
+
+    for rec in remove_images(_store(root), images, force=force):
         click.echo(f"removed {rec.id}")
 
 
@@ -494,7 +447,9 @@ def store_check(root: str | None, repair: bool) -> None:
     Example:
       imgscan store check --repair
     """
-    problems = _store(root).check(repair=repair)
+    from imgscan.housekeeping import check_store
+
+    problems = check_store(_store(root), repair=repair)
     for p in problems:
         state = "repaired" if repair and p.repairable else ("repairable" if p.repairable
                                                             else "needs attention")
@@ -510,7 +465,9 @@ def store_check(root: str | None, repair: bool) -> None:
 @root_option
 def store_gc(root: str | None) -> None:
     """Remove layers that no image uses, and their cached analysis results."""
-    dropped = _store(root).gc()
+    from imgscan.housekeeping import collect_garbage
+
+    dropped = collect_garbage(_store(root))
     click.echo(f"removed {len(dropped)} unused layer(s)")
 
 
@@ -624,8 +581,6 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
         raise click.UsageError("give exactly one of IMAGE, --all or --atomic-scanin")
     if bool(atomic_scanin) != bool(atomic_scanout):
         raise click.UsageError("--atomic-scanin and --atomic-scanout go together")
-    if not (scan_all or atomic_scanin):
-        _prepare_gate(kw)
     if atomic_scanin:
         sys.exit(_scan_atomic(atomic_scanin, atomic_scanout, kw))  # type: ignore[arg-type]
     if scan_all:
@@ -633,97 +588,56 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
     assert image is not None
     from imgscan.api import scan as do_scan
 
+    gate, plan = _gate_setup(kw)
     source_opts = _source_opts(image, kw)
     report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
                      jobs=kw["jobs"], options=_scan_options(kw), **source_opts)
-    sys.exit(_gate_and_write(report, kw))
-
-
-_EXTENSIONS = {"json": "json", "table": "txt", "sarif": "sarif", "cyclonedx": "cdx.json",
-               "spdx": "spdx.json", "html": "html", "atomic": "atomic.json"}
-
-
-def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:120] or "image"
+    sys.exit(_judge(report, gate, plan, kw))
 
 
 def _scan_all(root: str | None, output_dir: str | None, kw: dict[str, Any]) -> int:
-    """Every image of the store, one report set each, and a summary; the worst exit code."""
+    """scan --all: the library's audit, then its summary table; the worst exit code."""
     from tabulate import tabulate
 
-    from imgscan.progress import Progress
-    from imgscan.scan import Scanner
+    from imgscan.api import audit
 
     _registry_opts(kw)
     formats = [f.split("=", 1)[0] for f in kw["formats"]] or ["json"]
     if any("=" in f for f in kw["formats"]) or kw["output"]:
         raise click.UsageError("with --all, give formats without =FILE and use --output-dir")
-    kw = {**kw, "formats": (), "output": None}
-    _prepare_gate(kw)
-    out_dir = output_dir or "."
-    os.makedirs(out_dir, exist_ok=True)
-    store = _store(root)
-    options = _scan_options(kw)
-    rows, worst = [], 0
-    images = store.images()
-    with Progress("auditing", len(images)) as bar:
-        for img in images:
-            label = img.names[0] if img.names else img.short_id
-            try:
-                report = Scanner(_analyzer_names(kw["analyzers"]), options,
-                                 jobs=kw["jobs"]).scan_image(store, img)
-            except ImgscanError as e:
-                rows.append([label, img.short_id, "-", "error: " + str(e)[:40], "-"])
-                worst = max(worst, 3)
-                bar.advance(label)
-                continue
-            base = os.path.join(out_dir, _safe_name(label))
-            specs = [f"{f}={base}.{_EXTENSIONS.get(f, f)}" for f in formats]
-            code = _gate_and_write(report, kw, formats=specs)
-            counts = {}
-            for f in report.findings:
-                counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
-            summary = " ".join(f"{k}:{counts[k]}" for k in
-                               ("critical", "high", "medium", "low", "info") if k in counts)
-            rows.append([label, img.short_id, len(report.packages), summary or "none",
-                         "FAIL" if code == 1 else "pass"])
-            worst = max(worst, code)
-            bar.advance(label)
+    gate, _ = _gate_setup(kw, outputs=False)
+    result = audit(_store(root), formats=formats, output_dir=output_dir or ".", gate=gate,
+                   analyzers=_analyzer_names(kw["analyzers"]), options=_scan_options(kw),
+                   jobs=kw["jobs"], writer_options=_writer_options(kw))
+    _tell_verdicts(result, gate)
+    rows = [[e.label, e.short_id, "-", "error: " + e.error[:40], "-"] if e.error else
+            [e.label, e.short_id, e.packages,
+             " ".join(f"{k}:{n}" for k, n in e.counts.items() if n) or "none",
+             "FAIL" if e.failed_gate else "pass"] for e in result.entries]
     click.echo(tabulate(rows, headers=["IMAGE", "ID", "PACKAGES", "FINDINGS", "GATE"]))
-    click.echo(f"reports in {os.path.abspath(out_dir)}")
-    return worst
+    click.echo(f"reports in {os.path.abspath(result.output_dir)}")
+    return result.exit_code
+
+
+def _tell_verdicts(result: Any, gate: Any) -> None:
+    if gate.judges:
+        for e in result.entries:
+            if e.verdict:
+                click.echo(f"{e.label}: {e.verdict}", err=True)
 
 
 def _scan_atomic(scanin: str, scanout: str, kw: dict[str, Any]) -> int:
     """``atomic scan`` scanner mode: /scanin/<id> rootfs dirs in, /scanout/<id>/json out."""
-    from imgscan.scan import Scanner
+    from imgscan.api import scan_atomic
 
     _registry_opts(kw)
-    kw = {**kw, "formats": (), "output": None}
-    _prepare_gate(kw)
-    options = _scan_options(kw)
-    worst = 0
-    for name in sorted(os.listdir(scanin)):
-        target = os.path.join(scanin, name)
-        if not os.path.isdir(target):
-            continue
-        dest = os.path.join(scanout, name)
-        os.makedirs(dest, exist_ok=True)
-        try:
-            report = Scanner(_analyzer_names(kw["analyzers"]), options,
-                             jobs=kw["jobs"]).scan_dir(target)
-        except ImgscanError as e:
-            from imgscan.reports.atomic import failure_document
-
-            with open(os.path.join(dest, "json"), "w") as f:
-                json.dump(failure_document(f"/scanin/{name}", str(e)), f, indent=2)
-            worst = max(worst, 3)
-            continue
-        report.image = dataclasses.replace(report.image, name=name)
-        code = _gate_and_write(report, kw, formats=[f"atomic={dest}/json"])
-        worst = max(worst, code)
-    return worst
+    gate, _ = _gate_setup(kw, outputs=False)
+    result = scan_atomic(scanin, scanout, gate=gate, analyzers=_analyzer_names(kw["analyzers"]),
+                         options=_scan_options(kw), jobs=kw["jobs"],
+                         writer_options=_writer_options(kw))
+    _tell_verdicts(result, gate)
+    return result.exit_code
 
 
 @main.command()

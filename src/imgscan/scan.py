@@ -7,7 +7,6 @@ them, then image-wide analyzers run over the merged view. Nothing here prints.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import os
 import time
@@ -15,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from imgscan import __version__
+from imgscan._version import __version__
 from imgscan.analyzers.dispatch import Dispatcher, Results
 from imgscan.analyzers.interface import (
     AnalysisResult,
@@ -25,7 +24,14 @@ from imgscan.analyzers.interface import (
     PostAnalyzer,
     ScanOptions,
 )
-from imgscan.analyzers.registry import LoadedPlugin, load_all, load_selected, select
+from imgscan.analyzers.registry import (
+    LoadedPlugin,
+    load_all,
+    load_selected,
+    select,
+    with_always_run,
+)
+from imgscan.inventory import image_size
 from imgscan.model import (
     AnalyzerRef,
     Finding,
@@ -39,9 +45,7 @@ from imgscan.model import (
     ScanWarning,
 )
 from imgscan.purls import package_purl
-
-#: analyzers that others depend on; kept even when --analyzers leaves them out
-ALWAYS = ("os-release",)
+from imgscan.whiteouts import deletes, split_layer
 
 
 @dataclass
@@ -64,11 +68,9 @@ class _Layer:
         return path in self._paths
 
     def __post_init__(self) -> None:
-        from imgscan.analyzers.interface import FileKind
-
         self._paths = {e.path for e in self.entries if e.is_regular}
-        self.whiteouts = {e.path for e in self.entries if e.kind == FileKind.WHITEOUT}
-        self.opaques = {e.path for e in self.entries if e.kind == FileKind.OPAQUE}
+        opaques, whiteouts, _ = split_layer(self.entries)
+        self.whiteouts, self.opaques = set(whiteouts), set(opaques)
 
 
 class Scanner:
@@ -79,15 +81,9 @@ class Scanner:
         if plugins is not None:
             loaded = list(plugins)
             if analyzers:
-                wanted = list(dict.fromkeys([*analyzers, *(a for a in ALWAYS
-                                                          if a in {p.name for p in loaded})]))
-                loaded = select(loaded, wanted)
+                loaded = select(loaded, with_always_run(loaded, analyzers))
         elif analyzers:
-            from imgscan.analyzers.registry import find_plugins
-
-            present = {s.entry_point for s in find_plugins()}
-            loaded = load_selected(list(dict.fromkeys(
-                [*analyzers, *(a for a in ALWAYS if a in present)])))
+            loaded = load_selected(analyzers)
         else:
             loaded = load_all()
         self.plugins = loaded
@@ -106,7 +102,7 @@ class Scanner:
         from imgscan.analyzers.cache import LayerCache
         from imgscan.analyzers.layered import LayeredView
         from imgscan.images.interface import layer_history
-        from imgscan.mount.layerindex import load_index
+        from imgscan.store.layerindex import load_index
 
         t0 = time.monotonic()
         config = store.config(image)
@@ -223,7 +219,7 @@ class Scanner:
         if visible is None:
             visible = {e.info.path: e.layer.index for e in view.entries() if e.info.is_regular}
         merged = AnalysisResult()
-        os_candidates: dict[str, OSInfo] = {}
+        os_candidates: dict[str, dict[str, OSInfo]] = {}  # analyzer → path → OS
         for path, top in sorted(visible.items()):
             for name, by_path in layers[top].results.items():
                 r = by_path.get(path)
@@ -237,12 +233,12 @@ class Scanner:
                                        for f in r.findings)
                 merged.warnings.extend(r.warnings)
                 if r.os is not None:
-                    os_candidates[path] = r.os
+                    os_candidates.setdefault(name, {})[path] = r.os
                 for k, rows in r.facts.items():
                     merged.facts.setdefault(k, []).extend(rows)
         if self.options.hidden and attribute:
             merged.findings.extend(self._hidden_findings(view, layers, hidden_wanted))
-        os_info = _choose_os(os_candidates)
+        os_info = self._choose_os(os_candidates)
         packages = _attach_files(merged.packages, merged.package_files)
         packages = [replace(p, purl=p.purl or package_purl(p, os_info)) for p in packages]
         t2 = time.monotonic()
@@ -257,7 +253,9 @@ class Scanner:
             merged.warnings.extend(r.warnings)
             for k, rows in r.facts.items():
                 merged.facts.setdefault(k, []).extend(rows)
-        _apply_fact_updates(merged.facts)
+        for post in self.post_analyzers:
+            if post.refines:
+                _refine(merged.facts, post.name, post.refines)
         if not attribute:  # a plain directory has no layers: no finding may name one
             merged.findings = [replace(f, location=replace(f.location, layer=None,
                                                            hidden_by=None))
@@ -296,7 +294,7 @@ class Scanner:
                     introduced = k
                     continue
                 break
-            if _deletes(lay, path):
+            if deletes(path, lay.whiteouts, lay.opaques):
                 break
         return replace(pkg, layer=layers[introduced].ref)
 
@@ -314,14 +312,21 @@ class Scanner:
                 out.extend(_place(f, lay.ref, entry.hidden_by) for f in r.findings)
         return out
 
+    def _choose_os(self, candidates: dict[str, dict[str, OSInfo]]) -> OSInfo | None:
+        """Each analyzer that reported an OS chooses among its own candidates (the OS analyzer
+        knows which release file to trust); the first analyzer with an answer wins."""
+        classes = {a.name: type(a) for a in self.file_analyzers}
+        for name in sorted(candidates):
+            cls = classes.get(name)
+            chosen = cls.choose_os(candidates[name]) if cls else None
+            if chosen is not None:
+                return chosen
+        return None
+
     # -- summaries -------------------------------------------------------------------------
     def _image_summary(self, store: Any, image: Any, config: dict[str, Any],
                        layers: Sequence[_Layer]) -> ImageSummary:
         inner = config.get("config") or {}
-        size = 0
-        for chain in image.layers:
-            with contextlib.suppress(Exception):
-                size += store.layer(chain).size
         return ImageSummary(
             name=image.names[0] if image.names else image.short_id,
             id=image.id,
@@ -330,7 +335,7 @@ class Scanner:
             architecture=image.architecture,
             variant=image.variant,
             created=image.created,
-            size=size,
+            size=image_size(store, image),
             user=str(inner.get("User") or ""),
             names=tuple(image.names),
             source="image",
@@ -358,30 +363,13 @@ class Scanner:
         return out
 
 
-#: fact tables that complete another table row by row (matched on "path")
-FACT_UPDATES = {"elf-fortify": "elf"}
-
-
-def _apply_fact_updates(facts: dict[str, list[dict[str, Any]]]) -> None:
-    for update, target in FACT_UPDATES.items():
-        rows = facts.pop(update, None)
-        if not rows or target not in facts:
-            continue
-        by_path = {r.get("path"): r for r in rows}
-        facts[target] = [{**r, **by_path.get(r.get("path"), {})} for r in facts[target]]
-
-
-def _deletes(layer: _Layer, path: str) -> bool:
-    """Does this layer delete ``path`` (a whiteout of it or of a parent, or an opaque
-    parent directory)?"""
-    parts = path.split("/")
-    for i in range(1, len(parts) + 1):
-        prefix = "/".join(parts[:i])
-        if prefix in layer.whiteouts:
-            return True
-        if i < len(parts) and prefix in layer.opaques:
-            return True
-    return "" in layer.opaques
+def _refine(facts: dict[str, list[dict[str, Any]]], update: str, target: str) -> None:
+    """Merge the rows of table ``update`` into table ``target`` by path; drop ``update``."""
+    rows = facts.pop(update, None)
+    if not rows or target not in facts:
+        return
+    by_path = {r.get("path"): r for r in rows}
+    facts[target] = [{**r, **by_path.get(r.get("path"), {})} for r in facts[target]]
 
 
 def _place(f: Finding, layer: LayerRef | None, hidden_by: LayerRef | None) -> Finding:
@@ -407,16 +395,6 @@ def _dedupe(findings: Sequence[Finding]) -> list[Finding]:
             ).with_id().id)
         out.setdefault(f.id, f)
     return list(out.values())
-
-
-def _choose_os(candidates: dict[str, OSInfo]) -> OSInfo | None:
-    if not candidates:
-        return None
-    try:
-        from imgscan.analyzers.osrelease import choose_os
-    except ImportError:
-        return next(iter(candidates.values()))
-    return choose_os(candidates)
 
 
 def _attach_files(packages: Sequence[Package], files: Sequence[Any]) -> list[Package]:

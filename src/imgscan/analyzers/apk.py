@@ -3,6 +3,10 @@
 Paragraphs of ``<letter>:<value>`` lines. ``P`` starts a package; ``F`` names a directory
 and the ``R`` lines after it are files in it, so a package's files are ``/F/R``. File ACL
 lines (``a:uid:gid:mode``) are kept in metadata, keyed by path, for setuid cross-checks.
+
+A file that does not end with a newline keeps its last package, as apk reads it (some tools
+write the database without one), unless the unfinished line is that package's name or version,
+which a cut may have shortened: reporting a wrong version is worse than a warning.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class ApkAnalyzer(Analyzer):
     """Installed apk packages and their files."""
 
     name = "apk"
-    version = 1
+    version = 2  # 2: issue 15 (results changed; cached layers are re-analyzed)
     description = "apk installed database"
     max_read = MAX_DB
 
@@ -51,11 +55,17 @@ class ApkAnalyzer(Analyzer):
         if file.info.size > self.max_read:
             warn(f"database larger than {self.max_read} bytes; read cut")
         text = data.decode("utf-8", errors="replace")
-        truncated = bool(text) and not text.endswith("\n")
+        lines = text.split("\n")
+        # no final newline: the last line may have been cut; only a cut name or version
+        # makes the last package untrustworthy
+        truncated = bool(text) and not text.endswith("\n") and (
+            len(lines[-1]) < 2 or lines[-1][1] != ":" or lines[-1][0] in "PV")
         pkgs: list[_Pkg] = []
         cur: _Pkg | None = None
         bad_lines: list[int] = []
-        for no, line in enumerate(text.split("\n"), 1):
+        for no, line in enumerate(lines, 1):
+            if truncated and no == len(lines):
+                break  # the cut line: reported below with its package, not as malformed
             if not line:
                 if cur is not None:
                     pkgs.append(cur)
@@ -81,12 +91,11 @@ class ApkAnalyzer(Analyzer):
                 pass
             else:
                 cur.fields.setdefault(key, value)
-        if cur is not None:
-            if truncated:
-                warn(f"file ends mid-line (truncated); the package from line {cur.line} "
-                     "was dropped")
-            else:
-                pkgs.append(cur)
+        if truncated:
+            start = cur.line if cur is not None else len(lines)
+            warn(f"file ends mid-line (truncated); the package from line {start} was dropped")
+        elif cur is not None:
+            pkgs.append(cur)
         if bad_lines:
             shown = ", ".join(map(str, bad_lines[:10]))
             warn(f"{len(bad_lines)} malformed line(s) ignored (line {shown})")

@@ -15,6 +15,7 @@ from typing import Any
 import zstandard
 
 from imgscan.analyzers.interface import AnalysisResult
+from imgscan.atomic import write_atomic
 from imgscan.images.digest import hex_of
 from imgscan.model import (
     OSInfo,
@@ -24,7 +25,6 @@ from imgscan.model import (
     to_jsonable,
     warning_from_dict,
 )
-from imgscan.mount.atomic import write_atomic
 
 CACHE_FORMAT = 1
 

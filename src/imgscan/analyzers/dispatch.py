@@ -89,6 +89,7 @@ def analyze_items(root: str, layer: LayerRef | None, analyzers: Sequence[Analyze
                     a.name, layer)])
             if r is not None and not r.is_empty():
                 results[a.name][item.info.path] = r
+        file.close()
     return results, calls
 
 

@@ -4,6 +4,13 @@ Each file is read on its own (FORMATS.md §5.2): ``var/lib/dpkg/status`` keeps o
 packages whose Status' third word is ``installed``; a distroless ``status.d/<pkg>`` paragraph
 has no Status and counts as installed; ``info/<pkg>[:arch].list`` and ``*.md5sums`` become
 ``PackageFiles`` that the scanner attaches to the package after merging.
+
+Distroless names each ``status.d`` stanza file by its package (``base``, ``libc6``,
+``python3.11``) and may put the package's control files beside it (``libc6.md5sums``,
+``libc6.preinst``…): only the stanzas are parsed as status, the ``.md5sums``/``.list`` file
+lists as file lists, and maintainer scripts not at all. A file at a status path whose stanzas
+are vcpkg's (the same RFC-822 shape, ``Architecture: x64-windows``) is not a dpkg database: it
+gets a warning saying so, never Debian packages.
 """
 
 from __future__ import annotations
@@ -22,6 +29,16 @@ INFO = "var/lib/dpkg/info/"
 MAX_STATUS = 64 << 20
 
 _SOURCE_RE = re.compile(r"^(\S+)(?:\s+\(([^()]*)\))?\s*$")
+#: dpkg control files kept beside a package's stanza; file lists are read, the rest skipped
+_FILE_LISTS = (".md5sums", ".list")
+_COMPANIONS = (*_FILE_LISTS, ".preinst", ".postinst", ".prerm", ".postrm", ".conffiles",
+               ".shlibs", ".symbols", ".triggers", ".templates", ".config")
+#: a vcpkg triplet (cpu-os[-linkage]): dpkg's architectures are never spelled x64/x86, nor
+#: name windows, osx, mingw... (its own os-cpu names read the other way: hurd-i386)
+_VCPKG_TRIPLET_RE = re.compile(
+    r"^(?:x64|x86|arm|arm64|arm64ec|wasm32)-(?:windows|uwp|mingw|osx|linux|android|ios|"
+    r"freebsd|openbsd|emscripten|xbox)(?:-|$)"
+)
 _METADATA_FIELDS = {
     "maintainer": "maintainer",
     "installed-size": "installed_size",
@@ -48,13 +65,14 @@ def parse_paragraphs(text: str) -> tuple[list[Paragraph], list[str]]:
     """Split a control file into paragraphs; returns them plus problems found.
 
     A file that ends in the middle of a line has its last paragraph dropped (it was
-    truncated, so its fields cannot be trusted); a line that is neither a field nor a
-    continuation is reported and ignored."""
+    truncated, so its fields cannot be trusted) and gets one warning wherever the cut
+    landed: the cut line itself is not parsed, so it never adds a second one. A line that
+    is neither a field nor a continuation is reported and ignored."""
     problems: list[str] = []
     lines = text.split("\n")
     truncated = not text.endswith("\n") and text != ""
-    if not truncated:
-        lines.pop()  # the empty string after the final newline
+    lines.pop()  # the empty string after the final newline, or the cut line
+    cut_line = len(lines) + 1
     paragraphs: list[Paragraph] = []
     cur: Paragraph | None = None
     last_key = ""
@@ -78,13 +96,13 @@ def parse_paragraphs(text: str) -> tuple[list[Paragraph], list[str]]:
             cur = Paragraph(line=no)
         last_key = key.strip().lower()
         cur.fields[last_key] = value.strip()
-    if cur is not None:
-        if truncated:
-            problems.append(
-                f"file ends mid-line (truncated); the paragraph from line {cur.line} was dropped"
-            )
-        else:
-            paragraphs.append(cur)
+    if truncated:
+        start = cur.line if cur is not None else cut_line
+        problems.append(
+            f"file ends mid-line (truncated); the paragraph from line {start} was dropped"
+        )
+    elif cur is not None:
+        paragraphs.append(cur)
     return paragraphs, problems
 
 
@@ -147,6 +165,12 @@ def _file_list(text: str, md5sums: bool) -> list[str]:
     return out
 
 
+def vcpkg_stanza(fields: dict[str, str]) -> bool:
+    """Whether a stanza is vcpkg's: its Architecture is a vcpkg triplet, or it carries the
+    ``Abi`` hash that every vcpkg port stanza has and no dpkg stanza does."""
+    return bool(_VCPKG_TRIPLET_RE.match(fields.get("architecture", ""))) or "abi" in fields
+
+
 def _name_arch(base: str) -> tuple[str, str]:
     name, _, arch = base.partition(":")
     return name, arch
@@ -156,7 +180,7 @@ class DpkgAnalyzer(Analyzer):
     """Installed Debian packages and their file lists."""
 
     name = "dpkg"
-    version = 1
+    version = 2  # 2: issue 15 (results changed; cached layers are re-analyzed)
     description = "dpkg status, distroless status.d and info/*.list file lists"
     max_read = MAX_STATUS
 
@@ -167,7 +191,9 @@ class DpkgAnalyzer(Analyzer):
         if p == STATUS:
             return True
         if p.startswith(STATUS_D):
-            return "/" not in p[len(STATUS_D):]
+            name = p[len(STATUS_D):]
+            return "/" not in name and (name.endswith(_FILE_LISTS)
+                                        or not name.endswith(_COMPANIONS))
         if p.startswith(INFO) and "/" not in p[len(INFO):]:
             return p.endswith((".list", ".md5sums"))
         return False
@@ -180,7 +206,7 @@ class DpkgAnalyzer(Analyzer):
             self._warn(result, location, f"file larger than {self.max_read} bytes; read cut")
         text = data.decode("utf-8", errors="replace")
         base = posixpath.basename(file.info.path)
-        if file.info.path.startswith(INFO) or base.endswith(".md5sums"):
+        if file.info.path.startswith(INFO) or base.endswith(_FILE_LISTS):
             md5 = base.endswith(".md5sums")
             name, arch = _name_arch(base.rsplit(".", 1)[0])
             files = _file_list(text, md5)
@@ -190,6 +216,14 @@ class DpkgAnalyzer(Analyzer):
                 )
             return result
         paragraphs, problems = parse_paragraphs(text)
+        vcpkg = next((p for p in paragraphs if vcpkg_stanza(p.fields)), None)
+        if vcpkg is not None:
+            arch = vcpkg.fields.get("architecture", "")
+            self._warn(result, location,
+                       f"not a dpkg database: its stanzas are vcpkg's (line {vcpkg.line}: "
+                       f"Package: {vcpkg.fields.get('package', '?')}, Architecture: {arch}); "
+                       "no Debian packages read from it")
+            return result
         for msg in problems:
             self._warn(result, location, msg)
         for p in paragraphs:

@@ -36,13 +36,15 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from imgscan.analyzers.elfinspect import (
+from imgscan.analyzers.elffile import (
     ELF_MAGIC,
-    ElfFormatError,
-    fortify_verdict,
-    inspect_elf,
-    libc_chk_functions,
+    ElfCandidates,
+    ElfError,
+    ElfFile,
+    elf_of,
+    is_elf_candidate,
 )
+from imgscan.analyzers.elfinspect import fortify_verdict, inspect_elf, libc_chk_functions
 from imgscan.analyzers.interface import (
     AnalysisResult,
     Analyzer,
@@ -53,10 +55,6 @@ from imgscan.analyzers.interface import (
     ViewEntry,
 )
 from imgscan.model import Finding, LayerRef, Location, OSInfo, Package, ScanWarning, Severity
-
-#: directories whose files are worth a magic check even without an exec bit
-LIB_DIRS = ("lib/", "lib32/", "lib64/", "usr/lib/", "usr/lib32/", "usr/lib64/",
-            "usr/local/lib/", "usr/libexec/", "opt/")
 
 #: where the post step looks for the image's libc, in order (glibc, then musl by glob)
 LIBC_CANDIDATES = (
@@ -69,16 +67,6 @@ LIBC_CANDIDATES = (
 MUSL_DIRS = ("lib/", "usr/lib/")
 
 _CATEGORY = "elf"
-
-
-def is_candidate(info: FileInfo) -> bool:
-    """Cheap pre-filter from tar metadata: could this be an ELF executable or library?"""
-    if not info.is_regular or info.size < 64:
-        return False
-    if info.mode & 0o111:
-        return True
-    base = posixpath.basename(info.path)
-    return ".so" in base or info.path.startswith(LIB_DIRS)
 
 
 def rpath_entry_insecure(entry: str) -> bool:
@@ -156,26 +144,20 @@ def findings_for(info: FileInfo, layer: LayerRef | None, facts: dict[str, Any]) 
     return out
 
 
-class ElfAnalyzer(Analyzer):
+class ElfAnalyzer(ElfCandidates, Analyzer):
     """Per-file ELF hardening (see the module docstring)."""
 
     name: ClassVar[str] = "elf"
     version: ClassVar[int] = 1
     description: ClassVar[str] = "ELF hardening: RELRO, canary, NX, PIE, RPATH, FORTIFY inputs"
-    #: the magic is all this analyzer reads through read(); the rest is streamed via open()
-    max_read: ClassVar[int] = 64
-
-    def required(self, info: FileInfo) -> bool:
-        return is_candidate(info)
-
     def analyze(self, file: FileInput) -> AnalysisResult | None:
         info = file.info
         try:
-            if file.read(4)[:4] != ELF_MAGIC:
+            elf = elf_of(file)
+            if elf is None:
                 return None
-            with file.open() as stream:
-                facts = inspect_elf(stream)
-        except (ElfFormatError, OSError) as e:
+            facts = inspect_elf(elf)
+        except (ElfError, OSError) as e:
             return AnalysisResult(warnings=[ScanWarning(
                 message=f"malformed ELF: {e}", path=info.abspath, analyzer=self.name,
                 layer=file.layer)])
@@ -223,50 +205,49 @@ def world_writable_rpaths(view: ImageView, path: str, entries: Iterable[str]) ->
 class ElfFortifyPostAnalyzer(PostAnalyzer):
     """FORTIFY against the image's own libc, and world-writable RPATH dirs (image-wide).
 
-    The PostAnalyzer contract gives no access to the "elf" rows, so this re-reads the ELF
-    files of the final image (header, sections, .dynsym only: cheap). ``finalize`` is the
-    pure half, for a framework that prefers to hand over the "elf" rows instead.
+    In a scan the framework hands over the "elf" rows (``facts_wanted``), so nothing is read
+    twice. Called on its own (a library user, a test), it has no rows and reads the ELF
+    files of the view itself. ``finalize`` is the pure half both paths share.
     """
 
     name: ClassVar[str] = "elf-fortify"
     version: ClassVar[int] = 1
     description: ClassVar[str] = "FORTIFY_SOURCE against the image libc; world-writable RPATH"
     facts_wanted: ClassVar[tuple[str, ...]] = ("elf",)
+    refines: ClassVar[str | None] = "elf"
 
     def post_analyze(
         self, view: ImageView, packages: Sequence[Package], os: OSInfo | None
     ) -> AnalysisResult:
-        result = AnalysisResult()
-        given = getattr(self, "facts", {}).get("elf")
-        if given is not None:  # the framework handed over the "elf" rows: no second read
-            entries = {row["path"]: e for row in given
+        rows = getattr(self, "facts", {}).get("elf")
+        if rows is not None:
+            entries = {row["path"]: e for row in rows
                        if (e := view.lookup(row["path"])) is not None}
-            final, findings, warnings = self.finalize(given, view, entries)
-            result.facts["elf-fortify"] = final
-            result.findings.extend(findings)
-            result.warnings.extend(warnings)
-            return result
+        else:
+            rows, entries = self._read_rows(view)
+        final, findings, warnings = self.finalize(rows, view, entries)
+        return AnalysisResult(findings=findings, warnings=warnings,
+                              facts={"elf-fortify": final})
+
+    @staticmethod
+    def _read_rows(view: ImageView) -> tuple[list[dict[str, Any]], dict[str, ViewEntry]]:
+        """"elf"-shaped rows for the view's ELF files, when no scan handed them over."""
         rows: list[dict[str, Any]] = []
-        entries = {}
+        entries: dict[str, ViewEntry] = {}
         for entry in view.entries():
             info = entry.info
-            if not is_candidate(info):
+            if not is_elf_candidate(info):
                 continue
             try:
                 with view.open(entry) as f:
                     if f.read(4) != ELF_MAGIC:
                         continue
-                    f.seek(0)
-                    facts = inspect_elf(f)
-            except (ElfFormatError, OSError):
+                    facts = inspect_elf(ElfFile.parse(f))
+            except (ElfError, OSError):
                 continue  # the "elf" analyzer warns about this file already
             entries[info.abspath] = entry
             rows.append({"path": info.abspath, **facts})
-        final, findings, warnings = self.finalize(rows, view, entries)
-        result.facts["elf-fortify"] = final
-        result.findings.extend(findings)
-        result.warnings.extend(warnings)
-        return result
+        return rows, entries
 
     def finalize(
         self,
@@ -283,8 +264,8 @@ class ElfFortifyPostAnalyzer(PostAnalyzer):
             libc_path = libc.info.abspath
             try:
                 with view.open(libc) as f:
-                    libc_chk = libc_chk_functions(f)
-            except (ElfFormatError, OSError) as e:
+                    libc_chk = libc_chk_functions(ElfFile.parse(f))
+            except (ElfError, OSError) as e:
                 warnings.append(ScanWarning(message=f"cannot read libc: {e}", path=libc_path,
                                             analyzer=self.name, layer=libc.layer))
         out: list[dict[str, Any]] = []

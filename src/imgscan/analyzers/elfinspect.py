@@ -1,11 +1,9 @@
 """Hardening properties of one ELF file, read from its headers (FORMATS.md §6).
 
 This module is the pure "what is in this ELF" half of the ELF analyzer: it knows nothing of
-images, layers or findings. It reads only what the verdicts need -- the ELF header, program
-headers, section headers, the dynamic section and the symbol tables -- through pyelftools on
-a seekable stream, so a 200 MB binary costs a few hundred kilobytes of reads, never a full
-load. The bulk symbol tables are decoded with ``struct`` instead of pyelftools' per-symbol
-objects: that is where almost all the time would go otherwise (libc has ~3000 symbols).
+images, layers or findings. It judges an ``ElfFile`` (``elffile``, the one ELF reader), which
+reads only what the verdicts need -- the headers, the dynamic section and the symbol tables
+-- so a 200 MB binary costs a few hundred kilobytes of reads, never a full load.
 
 Verdicts follow Debian's checksec 2.6 ``filecheck()`` (the reference the tests compare
 with), except where checksec would report a false "missing":
@@ -33,11 +31,17 @@ import struct
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection, DynamicSegment
-from elftools.elf.elffile import ELFFile
-
-ELF_MAGIC = b"\x7fELF"
+from imgscan.analyzers.elffile import (
+    PF_X,
+    PT_DYNAMIC,
+    PT_GNU_RELRO,
+    PT_GNU_STACK,
+    PT_INTERP,
+    SHT_GNU_VERSYM,
+    SHT_SYMTAB,
+    ElfError,
+    ElfFile,
+)
 
 #: symbol-name fragments that mean "stack protector in use" (checksec's list)
 CANARY_MARKERS = (b"__stack_chk_fail", b"__stack_chk_guard", b"__intel_security_cookie")
@@ -58,182 +62,62 @@ GLIBC_FORTIFIABLE = frozenset(_GLIBC_CHK_BASES.split())
 #: sections only the Go toolchain writes
 GO_SECTIONS = frozenset({".go.buildinfo", ".gopclntab", ".note.go.buildid", ".gosymtab"})
 
-#: never decode more than this much of one symbol or string table (a hostile sh_size)
-MAX_TABLE = 64 << 20
-#: more section or program headers than this is not a real binary
-MAX_HEADERS = 8192
-#: dynamic tags read at most
-MAX_TAGS = 4096
-
 _DF_BIND_NOW = 0x8
 _DF_1_NOW = 0x1
 _DF_1_PIE = 0x08000000
-_PF_X = 0x1
-_CHUNK = 1 << 20
+_DT_DEBUG, _DT_BIND_NOW, _DT_FLAGS, _DT_FLAGS_1 = 21, 24, 30, 0x6FFFFFFB
 
 
-class ElfFormatError(Exception):
-    """The file starts like an ELF but its structure is broken or truncated."""
-
-
-def _read_exact(stream: BinaryIO, offset: int, size: int) -> bytes:
-    if size < 0 or size > MAX_TABLE:
-        raise ElfFormatError(f"table of {size} bytes at {offset} is out of bounds")
-    stream.seek(offset)
-    data = stream.read(size)
-    if len(data) != size:
-        raise ElfFormatError(f"truncated: wanted {size} bytes at offset {offset}")
-    return data
-
-
-def _stream_contains(stream: BinaryIO, offset: int, size: int, needles: Iterable[bytes]) -> bool:
-    """Search a file range for any needle in 1 MiB chunks (a .strtab can be huge)."""
-    needles = tuple(needles)
-    overlap = max(len(n) for n in needles) - 1
-    stream.seek(offset)
-    tail = b""
-    left = size
-    while left > 0:
-        chunk = stream.read(min(_CHUNK, left))
-        if not chunk:
-            raise ElfFormatError(f"truncated: string table at {offset} ends early")
-        left -= len(chunk)
-        buf = tail + chunk
-        if any(n in buf for n in needles):
-            return True
-        tail = buf[-overlap:] if overlap else b""
-    return False
-
-
-def _symbol_names(
-    symtab: bytes, strtab: bytes, elfclass: int, little: bool
-) -> list[tuple[int, str, bool]]:
-    """(index, name, defined) for every named symbol of a raw .dynsym (defined: st_shndx
-    is not SHN_UNDEF)."""
-    endian = "<" if little else ">"
-    if elfclass == 64:
-        fmt, entsize, name_i, shndx_i = endian + "IBBHQQ", 24, 0, 3
-    else:
-        fmt, entsize, name_i, shndx_i = endian + "IIIBBH", 16, 0, 5
-    usable = len(symtab) - len(symtab) % entsize
-    out: list[tuple[int, str, bool]] = []
-    for i, ent in enumerate(struct.iter_unpack(fmt, symtab[:usable])):
-        off = ent[name_i]
-        if off == 0 or off >= len(strtab):
-            continue
-        end = strtab.find(b"\0", off)
-        name = strtab[off:end if end >= 0 else len(strtab)]
-        if name:
-            out.append((i, name.decode("latin-1"), ent[shndx_i] != 0))
-    return out
-
-
-def _strip_underscores(name: str) -> str:
-    return name.lstrip("_")
-
-
-def inspect_elf(stream: BinaryIO) -> dict[str, Any]:
-    """The hardening facts of one ELF, as a JSON-ready dict (see the module docstring).
-
-    Raises ``ElfFormatError`` for anything malformed; callers turn that into a warning.
-    """
+def _guarded(what: str, elf_or_stream: ElfFile | BinaryIO, fn: Any) -> Any:
+    """Run ``fn(elf)``, turning anything a hostile file makes ``struct`` raise into ElfError."""
     try:
-        return _inspect(stream)
-    except ElfFormatError:
+        elf = elf_or_stream if isinstance(elf_or_stream, ElfFile) else ElfFile.parse(
+            elf_or_stream)
+        return fn(elf)
+    except ElfError:
         raise
-    except (ELFError, struct.error, ValueError, KeyError, IndexError, TypeError,
-            AttributeError, UnicodeDecodeError, OverflowError, AssertionError) as e:
-        raise ElfFormatError(f"{type(e).__name__}: {e}") from None
-    except Exception as e:  # pyelftools/construct raise assorted types on hostile input
-        raise ElfFormatError(f"{type(e).__name__}: {e}") from None
+    except (struct.error, ValueError, OverflowError, IndexError, KeyError, MemoryError) as e:
+        raise ElfError(f"{what}: {type(e).__name__}: {e}") from None
 
 
-def _inspect(stream: BinaryIO) -> dict[str, Any]:
-    elf = ELFFile(stream)
-    elfclass = elf.elfclass
-    little = elf.little_endian
-    e_type = elf["e_type"]
+def inspect_elf(elf: ElfFile | BinaryIO) -> dict[str, Any]:
+    """The hardening facts of one ELF (parsed, or a seekable stream to parse), as a
+    JSON-ready dict (see the module docstring).
 
-    n_seg = elf.num_segments()
-    n_sec = elf.num_sections()
-    if n_seg > MAX_HEADERS or n_sec > MAX_HEADERS:
-        raise ElfFormatError(f"implausible header counts ({n_seg} segments, {n_sec} sections)")
+    Raises ``ElfError`` for anything malformed; callers turn that into a warning.
+    """
+    return _guarded("malformed", elf, _inspect)  # type: ignore[no-any-return]
 
-    has_phdrs = n_seg > 0
+
+def _inspect(elf: ElfFile) -> dict[str, Any]:
+    has_phdrs = bool(elf.segments)
     gnu_relro = has_dynamic_seg = has_interp = False
     gnu_stack_flags: int | None = None
-    dyn_segment = None
-    for i in range(n_seg):
-        seg = elf.get_segment(i)
-        pt = seg["p_type"]
-        if pt == "PT_GNU_RELRO":
+    for seg in elf.segments:
+        if seg.type == PT_GNU_RELRO:
             gnu_relro = True
-        elif pt == "PT_GNU_STACK":
-            gnu_stack_flags = seg["p_flags"]
-        elif pt == "PT_DYNAMIC":
+        elif seg.type == PT_GNU_STACK:
+            gnu_stack_flags = seg.flags
+        elif seg.type == PT_DYNAMIC:
             has_dynamic_seg = True
-            dyn_segment = seg
-        elif pt == "PT_INTERP":
+        elif seg.type == PT_INTERP:
             has_interp = True
 
-    sections: dict[str, Any] = {}
-    dynsym = None
-    dyn_section = None
-    for i in range(n_sec):
-        sec = elf.get_section(i)
-        sections.setdefault(sec.name, sec)
-        st = sec["sh_type"]
-        if st == "SHT_DYNSYM" and dynsym is None:
-            dynsym = sec
-        elif st == "SHT_DYNAMIC" and dyn_section is None:
-            dyn_section = sec
-
-    # dynamic tags: the section when there is one, else the segment (sstripped files)
-    dyn = dyn_section if isinstance(dyn_section, DynamicSection) else dyn_segment
+    dyn = elf.dynamic
     bind_now = has_debug = pie_flag = False
-    rpath: list[str] = []
-    runpath: list[str] = []
-    needed: list[str] = []
-    if isinstance(dyn, DynamicSection | DynamicSegment):
-        for n, tag in enumerate(dyn.iter_tags()):
-            if n >= MAX_TAGS:
-                raise ElfFormatError("dynamic section without DT_NULL")
-            d_tag = tag.entry.d_tag
-            if d_tag == "DT_NULL":
-                break
-            if d_tag == "DT_BIND_NOW":
-                bind_now = True
-            elif d_tag == "DT_FLAGS":
-                bind_now |= bool(tag.entry.d_val & _DF_BIND_NOW)
-            elif d_tag == "DT_FLAGS_1":
-                bind_now |= bool(tag.entry.d_val & _DF_1_NOW)
-                pie_flag |= bool(tag.entry.d_val & _DF_1_PIE)
-            elif d_tag == "DT_DEBUG":
-                has_debug = True
-            elif d_tag == "DT_RPATH":
-                rpath.extend(tag.rpath.split(":"))
-            elif d_tag == "DT_RUNPATH":
-                runpath.extend(tag.runpath.split(":"))
-            elif d_tag == "DT_NEEDED":
-                needed.append(tag.needed)
+    for d_tag, d_val in dyn.tags if dyn is not None else ():
+        if d_tag == _DT_BIND_NOW:
+            bind_now = True
+        elif d_tag == _DT_FLAGS:
+            bind_now |= bool(d_val & _DF_BIND_NOW)
+        elif d_tag == _DT_FLAGS_1:
+            bind_now |= bool(d_val & _DF_1_NOW)
+            pie_flag |= bool(d_val & _DF_1_PIE)
+        elif d_tag == _DT_DEBUG:
+            has_debug = True
+    dyn_names = elf.dynsym
 
-    # symbols of the dynamic table: raw decode (see module docstring)
-    dyn_names: list[tuple[int, str, bool]] = []
-    if dynsym is not None and dynsym["sh_type"] != "SHT_NOBITS":
-        link = dynsym["sh_link"]
-        if not 0 < link < n_sec:
-            raise ElfFormatError(f".dynsym links to section {link}")
-        strsec = elf.get_section(link)
-        dyn_names = _symbol_names(
-            _read_exact(stream, dynsym["sh_offset"], dynsym["sh_size"]),
-            _read_exact(stream, strsec["sh_offset"], strsec["sh_size"]),
-            elfclass,
-            little,
-        )
-    elif dynsym is None and isinstance(dyn, DynamicSegment):
-        dyn_names = [(i, s.name, s["st_shndx"] != "SHN_UNDEF")
-                     for i, s in enumerate(dyn.iter_symbols()) if s.name]
-
+    sections = elf.by_name
     is_go = any(name in sections for name in GO_SECTIONS)
     static = not has_dynamic_seg if has_phdrs else False
     symtab = sections.get(".symtab")
@@ -242,14 +126,12 @@ def _inspect(stream: BinaryIO) -> dict[str, Any]:
     # checksec greps readelf -s output for the markers: names containing them, anywhere
     markers = tuple(m.decode() for m in CANARY_MARKERS)
     canary_found = any(any(m in n for m in markers) for _, n, _ in dyn_names)
-    if not canary_found and symtab is not None and symtab["sh_type"] == "SHT_SYMTAB":
-        link = symtab["sh_link"]
-        if 0 < link < n_sec:
-            strsec = elf.get_section(link)
-            canary_found = _stream_contains(
-                stream, strsec["sh_offset"], strsec["sh_size"], CANARY_MARKERS
-            )
+    if (not canary_found and symtab is not None and symtab.type == SHT_SYMTAB
+            and 0 < symtab.link < len(elf.sections)):
+        strsec = elf.sections[symtab.link]
+        canary_found = elf.stream_contains(strsec.offset, strsec.size, CANARY_MARKERS)
 
+    e_type = elf.type_name
     if e_type == "ET_EXEC":
         pie, kind = "no", "exec"
     elif e_type == "ET_DYN":
@@ -258,14 +140,14 @@ def _inspect(stream: BinaryIO) -> dict[str, Any]:
     elif e_type == "ET_REL":
         pie, kind = "rel", "rel"
     else:
-        pie, kind = "n/a", str(e_type).removeprefix("ET_").lower()
+        pie, kind = "n/a", e_type.removeprefix("ET_").lower()
 
     if not has_phdrs:
         relro = nx = "n/a"
     else:
         relro = ("full" if bind_now else "partial") if gnu_relro else (
             "n/a" if static else "no")
-        nx = "yes" if gnu_stack_flags is not None and not gnu_stack_flags & _PF_X else "no"
+        nx = "yes" if gnu_stack_flags is not None and not gnu_stack_flags & PF_X else "no"
 
     if is_go:
         canary = "n/a"
@@ -279,7 +161,7 @@ def _inspect(stream: BinaryIO) -> dict[str, Any]:
     chk: list[str] = []
     plain: list[str] = []
     for _i, name, _defined in dyn_names:
-        s = _strip_underscores(name)
+        s = name.lstrip("_")
         if s.endswith("_chk"):
             chk.append(s)
         elif s in GLIBC_FORTIFIABLE:
@@ -287,18 +169,18 @@ def _inspect(stream: BinaryIO) -> dict[str, Any]:
 
     return {
         "type": kind,
-        "machine": str(elf["e_machine"]).removeprefix("EM_"),
-        "bits": elfclass,
+        "machine": elf.machine_name.removeprefix("EM_"),
+        "bits": 64 if elf.is64 else 32,
         "relro": relro,
         "canary": canary,
         "nx": nx,
         "pie": pie,
         "execstack": has_phdrs and kind != "rel" and (
-            gnu_stack_flags is None or bool(gnu_stack_flags & _PF_X)),
+            gnu_stack_flags is None or bool(gnu_stack_flags & PF_X)),
         "gnu_stack": gnu_stack_flags is not None,
-        "rpath": rpath,
-        "runpath": runpath,
-        "needed": needed,
+        "rpath": list(dyn.rpath) if dyn is not None else [],
+        "runpath": list(dyn.runpath) if dyn is not None else [],
+        "needed": list(dyn.needed) if dyn is not None else [],
         "interp": has_interp,
         "stripped": stripped,
         "static": static,
@@ -308,41 +190,31 @@ def _inspect(stream: BinaryIO) -> dict[str, Any]:
     }
 
 
-def libc_chk_functions(stream: BinaryIO) -> set[str]:
+def libc_chk_functions(elf: ElfFile | BinaryIO) -> set[str]:
     """The ``_chk`` functions a libc exports (defined, default-version .dynsym entries),
     as checksec names them: ``__memcpy_chk`` -> ``memcpy_chk``."""
-    try:
-        elf = ELFFile(stream)
-        dynsym = elf.get_section_by_name(".dynsym")
-        if dynsym is None:
-            return set()
-        strsec = elf.get_section(dynsym["sh_link"])
-        names = _symbol_names(
-            _read_exact(stream, dynsym["sh_offset"], dynsym["sh_size"]),
-            _read_exact(stream, strsec["sh_offset"], strsec["sh_size"]),
-            elf.elfclass,
-            elf.little_endian,
-        )
-        hidden = _hidden_versions(elf, stream)
-    except ElfFormatError:
-        raise
-    except Exception as e:
-        raise ElfFormatError(f"{type(e).__name__}: {e}") from None
+    return _guarded("libc", elf, _libc_chk)  # type: ignore[no-any-return]
+
+
+def _libc_chk(elf: ElfFile) -> set[str]:
+    if elf.section(".dynsym") is None:
+        return set()
+    hidden = _hidden_versions(elf)
     out: set[str] = set()
-    for i, name, defined in names:
+    for i, name, defined in elf.dynsym:
         if defined and "__" in name and name.endswith("_chk") and i not in hidden:
             out.add(name.rsplit("__", 1)[1])
     return out
 
 
-def _hidden_versions(elf: ELFFile, stream: BinaryIO) -> set[int]:
+def _hidden_versions(elf: ElfFile) -> set[int]:
     """Symbol indices whose .gnu.version entry has the hidden bit: readelf prints them as
     ``name@VER`` (a compatibility version), and checksec only takes ``name@@VER``."""
-    versym = next((s for s in elf.iter_sections() if s["sh_type"] == "SHT_GNU_versym"), None)
+    versym = elf.first_of_type(SHT_GNU_VERSYM)
     if versym is None:
         return set()
-    raw = _read_exact(stream, versym["sh_offset"], versym["sh_size"])
-    fmt = ("<" if elf.little_endian else ">") + "H"
+    raw = elf.read_exact(versym.offset, versym.size)
+    fmt = elf.endian + "H"
     return {i for i, (v,) in enumerate(struct.iter_unpack(fmt, raw[: len(raw) & ~1]))
             if v & 0x8000}
 

@@ -14,18 +14,16 @@ import json
 import struct
 from typing import Any
 
-from imgscan.analyzers._elfsections import (
-    MAX_BINARY,
+from imgscan.analyzers.elffile import (
     PF_W,
     PF_X,
     PT_LOAD,
-    ELFError,
-    ELFFile,
-    exec_candidate,
-    open_seekable,
-    parse_elf,
+    ElfCandidates,
+    ElfError,
+    ElfFile,
+    elf_of,
 )
-from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
+from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInput
 from imgscan.model import Package, ScanWarning
 
 BUILDINFO_MAGIC = b"\xff Go buildinf:"
@@ -52,7 +50,7 @@ def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
     raise BuildInfoError("bad varint in build info")
 
 
-def _buildinfo_area(elf: ELFFile) -> tuple[int, bytes]:
+def _buildinfo_area(elf: ElfFile) -> tuple[int, bytes]:
     """File offset and first bytes of the area that holds the build-info header."""
     sec = elf.section(".go.buildinfo")
     if sec is not None:
@@ -75,7 +73,7 @@ def _find_header(area: bytes) -> int:
         pos = i + 1
 
 
-def _read_go_string(elf: ELFFile, addr: int, ptr: int, little: bool, cap: int) -> str:
+def _read_go_string(elf: ElfFile, addr: int, ptr: int, little: bool, cap: int) -> str:
     fmt = ("<" if little else ">") + ("Q" if ptr == 8 else "I")
     hdr = elf.read_vaddr(addr, 2 * ptr)
     if len(hdr) < 2 * ptr:
@@ -90,7 +88,7 @@ def _read_go_string(elf: ELFFile, addr: int, ptr: int, little: bool, cap: int) -
     return data.decode("utf-8", "replace")
 
 
-def read_buildinfo(elf: ELFFile) -> tuple[str, str] | None:
+def read_buildinfo(elf: ElfFile) -> tuple[str, str] | None:
     """(Go version, raw module info) or None when the binary carries no Go build info."""
     area_off, area = _buildinfo_area(elf)
     at = _find_header(area)
@@ -111,7 +109,7 @@ def read_buildinfo(elf: ELFFile) -> tuple[str, str] | None:
     return vers, mod
 
 
-def _read_inline(elf: ELFFile, hdr_off: int, hdr: bytes) -> tuple[str, str]:
+def _read_inline(elf: ElfFile, hdr_off: int, hdr: bytes) -> tuple[str, str]:
     """Go >= 1.18: two varint-prefixed strings right after the 32-byte header."""
     pos = 32
     n, pos = _uvarint(hdr, pos)
@@ -204,25 +202,20 @@ def _module_package(mod: dict[str, Any], loc: str, go_version: str, main: bool) 
     return Package(type="golang", name=name, version=version, locations=(loc,), metadata=meta)
 
 
-class GoBinaryAnalyzer(Analyzer):
+class GoBinaryAnalyzer(ElfCandidates, Analyzer):
     name = "gobinary"
     version = 1
     description = "Go toolchain and modules from the build info embedded in Go binaries"
-    max_read = 64
-
-    def required(self, info: FileInfo) -> bool:
-        return info.is_regular and exec_candidate(info.path, info.mode, info.size, MAX_BINARY)
 
     def analyze(self, file: FileInput) -> AnalysisResult | None:
         path = file.info.abspath
         try:
-            with open_seekable(file) as stream:
-                if stream.read(4) != b"\x7fELF":
-                    return None
-                elf = parse_elf(stream)
-                found = read_buildinfo(elf)
-        except (ELFError, BuildInfoError, OSError, struct.error) as exc:
-            if isinstance(exc, ELFError) and not _looks_go(file):
+            elf = elf_of(file)
+            if elf is None:
+                return None
+            found = read_buildinfo(elf)
+        except (ElfError, BuildInfoError, OSError, struct.error) as exc:
+            if isinstance(exc, ElfError) and not _looks_go(file):
                 return None  # a broken non-Go ELF is not this analyzer's business
             return AnalysisResult(warnings=[ScanWarning(f"Go build info: {exc}", path, self.name)])
         if found is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from imgscan.fileinfo import FileInfo, FileKind  # noqa: F401 - re-exported for analyzers
 from imgscan.model import (
@@ -29,6 +29,9 @@ from imgscan.model import (
     PackageFiles,
     ScanWarning,
 )
+
+if TYPE_CHECKING:
+    from imgscan.analyzers.elffile import ElfFile
 
 #: The most any analyzer gets from ``FileInput.read()``; larger files must be streamed.
 DEFAULT_MAX_READ = 64 << 20
@@ -56,6 +59,29 @@ class FileInput(ABC):
         """Open a regular file next to this one in the same layer (``rpmdb.sqlite-wal``
         beside ``rpmdb.sqlite``), or None when there is none. Never follows symlinks."""
         return None
+
+    def elf(self) -> ElfFile:
+        """The file parsed as ELF, memoised: ``elf``, ``gobinary`` and ``cargo-auditable``
+        all want the same headers, and one walk parses a binary once for all of them.
+        Raises ``ElfError`` (not ELF, malformed) or ``OSError``, the same one to each asker."""
+        memo = self.__dict__.get("_elf_memo")
+        if memo is None:
+            from imgscan.analyzers.elffile import ElfError, parse_file  # only ELF readers pay
+
+            try:
+                memo = parse_file(self)
+            except (ElfError, OSError) as e:
+                memo = e
+            self._elf_memo: ElfFile | Exception = memo
+        if isinstance(memo, Exception):
+            raise memo
+        return memo
+
+    def close(self) -> None:
+        """Release what the memo holds open (the walk calls this after the last analyzer)."""
+        memo = self.__dict__.pop("_elf_memo", None)
+        if memo is not None and not isinstance(memo, Exception):
+            memo.stream.close()
 
 
 @dataclass
@@ -106,6 +132,9 @@ class _Base(ABC):
     #: bump when results change for the same input: invalidates cached layer results
     version: ClassVar[int]
     description: ClassVar[str] = ""
+    #: run even when ``--analyzers`` leaves this one out, because the scan relies on what it
+    #: finds for everyone (os-release: package purls name the distribution)
+    always_run: ClassVar[bool] = False
 
     def __init__(self, options: ScanOptions | None = None) -> None:
         self.options = options or ScanOptions()
@@ -132,6 +161,13 @@ class Analyzer(_Base):
         """Extra cache-key material (a rules digest); empty when results depend only on
         the file and ``version``."""
         return ""
+
+    @classmethod
+    def choose_os(cls, candidates: Mapping[str, OSInfo]) -> OSInfo | None:
+        """The image's OS from the ``AnalysisResult.os`` this analyzer gave for the visible
+        files (path → OS). The analyzer that detects the OS knows which of its files to
+        trust, so the choice is its own; by default, the first one."""
+        return next(iter(candidates.values()), None)
 
 
 class ImageView(ABC):
@@ -186,6 +222,9 @@ class PostAnalyzer(_Base):
     #: fact tables of the per-file analyzers this one reads; the framework puts them in
     #: ``self.facts`` (visible files only) before calling ``post_analyze``
     facts_wanted: ClassVar[tuple[str, ...]] = ()
+    #: the fact table that this analyzer's own table (``facts[name]``) completes row by row,
+    #: matched on ``path``: its rows are merged into that table's, and its table is dropped
+    refines: ClassVar[str | None] = None
     facts: dict[str, list[dict[str, Any]]]
 
     @abstractmethod

@@ -3,6 +3,11 @@
 For each archive (FORMATS.md §5.9), every ``META-INF/maven/<g>/<a>/pom.properties`` is a
 package, so a shaded or fat jar yields one per bundled artifact. Without any, the main
 section of ``META-INF/MANIFEST.MF`` is used, then the file name (``artifact-1.2.3.jar``).
+A manifest's titles are prose ("My Fancy Library"), never an artifactId: the artifact is the
+file name's (or a title that is an identifier), and the group comes from the OSGi
+``Bundle-SymbolicName``, else the JPMS ``Automatic-Module-Name``, else
+``Implementation-Vendor-Id`` (in that order of trust: the first two name the artifact itself,
+the last only its vendor), so the purl has a namespace to match advisories against.
 Nested archives (``WEB-INF/lib``, ``BOOT-INF/lib``, EAR modules) are opened in memory up
 to a depth limit.
 
@@ -22,8 +27,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from imgscan.analyzers._elfsections import open_seekable
 from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
+from imgscan.analyzers.seekable import open_seekable
 from imgscan.model import Package, ScanWarning
 
 ARCHIVE_EXTS = (".jar", ".war", ".ear", ".jmod", ".par", ".sar", ".jpi", ".hpi", ".lpkg",
@@ -47,6 +52,12 @@ _POM = re.compile(r"META-INF/maven/([^/]+)/([^/]+)/pom\.properties")
 _FILENAME = re.compile(r"(?P<name>.+?)-(?P<version>\d[0-9A-Za-z.+_~-]*)")
 _NAME_KEYS = ("Implementation-Title", "Specification-Title", "Bundle-Name",
               "Bundle-SymbolicName", "Automatic-Module-Name", "Name")
+#: manifest titles that may be an artifactId, when they are identifiers and not prose
+_ARTIFACT_KEYS = ("Implementation-Title", "Specification-Title", "Bundle-Name")
+#: where a group comes from, most trusted first
+_GROUP_KEYS = ("Bundle-SymbolicName", "Automatic-Module-Name", "Implementation-Vendor-Id")
+#: what a Maven groupId or artifactId may look like (no spaces: a title is not one)
+_MAVEN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _VERSION_KEYS = ("Implementation-Version", "Specification-Version", "Bundle-Version",
                  "Plugin-Version")
 #: what zipfile raises on corrupt input (it has no single base error)
@@ -148,6 +159,34 @@ def name_from_filename(path: str) -> tuple[str, str]:
     return stem, ""
 
 
+def group_from_manifest(attrs: dict[str, str], artifact: str) -> tuple[str, str]:
+    """The groupId a manifest implies, and the attribute it came from ('' when none does).
+
+    A symbolic or module name names the artifact inside its group
+    (``com.fasterxml.jackson.core.jackson-databind``, ``org.apache.commons.lang3`` for
+    ``commons-lang3``): its last segment is dropped when it is the artifact or the artifact's
+    last word. ``Implementation-Vendor-Id`` is the group as it stands."""
+    for key in _GROUP_KEYS:
+        value = attrs.get(key, "").split(";", 1)[0].strip()  # OSGi: ``name;singleton:=true``
+        if not _MAVEN_ID.fullmatch(value):
+            continue
+        if key != "Implementation-Vendor-Id":
+            head, _, last = value.rpartition(".")
+            if "." in head and (last == artifact or artifact.endswith("-" + last)):
+                value = head
+        return value, key
+    return "", ""
+
+
+def artifact_from_manifest(attrs: dict[str, str], fname: str, named_by_version: bool) -> str:
+    """The artifactId of a jar without pom.properties: the file name's when the file is
+    called ``<artifact>-<version>.jar`` with the manifest's version, else a title that is an
+    identifier, else the file name's; never prose with spaces ('' when nothing fits)."""
+    candidates = [fname] if named_by_version else []
+    candidates += [attrs.get(k, "") for k in _ARTIFACT_KEYS] + [fname]
+    return next((c for c in candidates if _MAVEN_ID.fullmatch(c)), "")
+
+
 def _maven(artifact: str, version: str, group: str, loc: str, **meta: Any) -> Package:
     metadata: dict[str, Any] = {"artifact_id": artifact, **meta}
     if group:
@@ -158,7 +197,7 @@ def _maven(artifact: str, version: str, group: str, loc: str, **meta: Any) -> Pa
 
 class JavaAnalyzer(Analyzer):
     name = "java"
-    version = 1
+    version = 2  # 2: issue 15 (results changed; cached layers are re-analyzed)
     description = "Maven artifacts in Java archives (pom.properties, MANIFEST.MF, file name)"
     max_read = 64
 
@@ -274,15 +313,20 @@ class JavaAnalyzer(Analyzer):
             text = self._meta_text(z, info, budget, loc)
             attrs = parse_manifest(text) if text else {}
         fname, fversion = name_from_filename(loc)
-        name = next((attrs[k] for k in _NAME_KEYS if attrs.get(k)), "")
+        title = next((attrs[k] for k in _NAME_KEYS if attrs.get(k)), "")
         version = next((attrs[k] for k in _VERSION_KEYS if attrs.get(k)), "")
-        group = attrs.get("Implementation-Vendor-Id", "")
-        if name and version:
-            meta: dict[str, Any] = {"source": "manifest"}
-            if fversion == version and fname:
-                meta["manifest_name"] = name
-                name = fname  # the file name is the artifactId; titles are prose
-            return [_maven(name, version, group, loc, **meta)]
-        if fversion:
-            return [_maven(fname, fversion, group, loc, source="filename")]
+        if title and version:
+            artifact = artifact_from_manifest(attrs, fname, fversion == version)
+            if artifact:
+                group, group_key = group_from_manifest(attrs, artifact)
+                meta: dict[str, Any] = {"source": "manifest"}
+                if title != artifact:
+                    meta["manifest_name"] = title
+                if group_key:
+                    meta["group_source"] = group_key
+                return [_maven(artifact, version, group, loc, **meta)]
+        if fversion and _MAVEN_ID.fullmatch(fname):
+            group, group_key = group_from_manifest(attrs, fname)
+            extra = {"group_source": group_key} if group_key else {}
+            return [_maven(fname, fversion, group, loc, source="filename", **extra)]
         return []

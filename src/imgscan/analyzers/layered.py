@@ -1,6 +1,6 @@
 """The merged view of a store image, computed from the per-layer indexes — no mount needed.
 
-Layers are replayed bottom-up with the OCI whiteout rules (FORMATS.md §1.7): an opaque
+Layers are replayed bottom-up with the OCI whiteout rules of ``imgscan.whiteouts``: an opaque
 marker hides the lower layers' children of its directory, ``.wh.X`` deletes ``X`` and all
 below it, a directory over a directory merges, anything else replaces. What a layer hides is
 kept as *hidden* entries (with the layer that hid it), because it is still in the image and
@@ -17,6 +17,7 @@ from imgscan.analyzers.interface import FileInfo, FileKind, ImageView, ViewEntry
 from imgscan.analyzers.safeopen import open_beneath
 from imgscan.analyzers.view import resolve_in_root
 from imgscan.model import LayerRef
+from imgscan.whiteouts import split_layer
 
 
 class LayeredView(ImageView):
@@ -57,15 +58,14 @@ class LayeredView(ImageView):
         self._children.setdefault(parent, set()).add(name)
 
     def _apply(self, ref: LayerRef, index: Sequence[FileInfo]) -> None:
-        for info in index:
-            if info.kind == FileKind.OPAQUE:
-                for child in list(self._children.get(info.path, ())):
-                    self._hide(f"{info.path}/{child}" if info.path else child, ref)
-        for info in index:
-            if info.kind == FileKind.WHITEOUT:
-                self._hide(info.path, ref)
-        for info in index:
-            if info.kind in (FileKind.WHITEOUT, FileKind.OPAQUE) or not info.path:
+        opaque, deleted, content = split_layer(index)
+        for directory in opaque:
+            for child in list(self._children.get(directory, ())):
+                self._hide(f"{directory}/{child}" if directory else child, ref)
+        for path in deleted:
+            self._hide(path, ref)
+        for info in content:
+            if not info.path:
                 continue
             old = self._final.get(info.path)
             if old is not None:

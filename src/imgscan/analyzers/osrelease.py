@@ -187,9 +187,15 @@ class OSReleaseAnalyzer(Analyzer):
     version = 1
     description = "OS detection from os-release and distribution release files"
     max_read = MAX_SIZE
+    always_run = True  # package purls name the distribution, whichever analyzers found them
 
     def required(self, info: FileInfo) -> bool:
         return info.is_regular and info.path in OS_RELEASE_PRIORITY
+
+    @classmethod
+    def choose_os(cls, candidates: Mapping[str, OSInfo]) -> OSInfo | None:
+        """os-release first, release files to fill in (see the module's ``choose_os``)."""
+        return choose_os(candidates)
 
     def analyze(self, file: FileInput) -> AnalysisResult:
         result = AnalysisResult()

@@ -47,6 +47,7 @@ from imgscan.analyzers.interface import (
 )
 from imgscan.model import Finding, Location, OSInfo, Package, ScanWarning, Severity
 from imgscan.purls import package_purl
+from imgscan.whiteouts import is_overlay_whiteout
 
 CAPABILITY_XATTR = "security.capability"
 _CATEGORY = "permissions"
@@ -157,7 +158,7 @@ class PermissionsAnalyzer(PostAnalyzer):
         elif info.kind in (FileKind.CHAR, FileKind.BLOCK):
             if info.path == "dev" or info.path.startswith("dev/"):
                 return
-            if info.kind == FileKind.CHAR and info.devmajor == 0 and info.devminor == 0:
+            if is_overlay_whiteout(info):
                 return  # an overlayfs whiteout left in an unpacked tree
             sev = Severity.HIGH if info.mode & 0o006 else Severity.MEDIUM
             self._add("perm/device-outside-dev", sev, f"{info.kind.value} device outside /dev",

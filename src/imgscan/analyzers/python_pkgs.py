@@ -12,9 +12,9 @@ import zipfile
 from email.parser import HeaderParser
 from typing import Any, BinaryIO
 
-from imgscan.analyzers._elfsections import open_seekable
 from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
 from imgscan.analyzers.java import ZIP_ERRORS, central_directory_size
+from imgscan.analyzers.seekable import open_seekable
 from imgscan.model import Package, ScanWarning
 
 #: metadata files larger than this are not metadata

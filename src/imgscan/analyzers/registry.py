@@ -92,18 +92,17 @@ def load_all(specs: Iterable[PluginSpec] | None = None) -> list[LoadedPlugin]:
     return sorted(names.values(), key=lambda p: p.name)
 
 
+def with_always_run(plugins: Sequence[LoadedPlugin], wanted: Sequence[str]) -> list[str]:
+    """``wanted`` followed by the analyzers that run whatever was asked (``always_run``)."""
+    return list(dict.fromkeys([*wanted, *(p.name for p in plugins if p.cls.always_run)]))
+
+
 def load_selected(wanted: Sequence[str] | None) -> list[LoadedPlugin]:
-    """Load only the analyzers asked for. Entry points are named after their analyzer, so
-    the others are never imported (a dpkg-only scan does not pay for pyelftools); when a
-    name matches no entry point, everything is loaded to look for it by its class name."""
-    specs = find_plugins()
-    if wanted:
-        chosen = [s for s in specs if s.entry_point in wanted]
-        if {s.entry_point for s in chosen} >= set(wanted):
-            loaded = load_all(chosen)
-            if {p.name for p in loaded} >= set(wanted):
-                return select(loaded, wanted)
-    return select(load_all(specs), wanted)
+    """Load the analyzers asked for, plus those that always run. Whether one always runs is
+    a class attribute (the plugin says so, not the scanner), so every plugin is loaded to
+    ask it; unknown names are a usage error that lists what exists."""
+    plugins = load_all()
+    return select(plugins, with_always_run(plugins, wanted)) if wanted else plugins
 
 
 def select(plugins: Sequence[LoadedPlugin], wanted: Sequence[str] | None) -> list[LoadedPlugin]:

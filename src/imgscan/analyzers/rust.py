@@ -12,14 +12,8 @@ import struct
 import zlib
 from typing import Any
 
-from imgscan.analyzers._elfsections import (
-    MAX_BINARY,
-    ELFError,
-    exec_candidate,
-    open_seekable,
-    parse_elf,
-)
-from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInfo, FileInput
+from imgscan.analyzers.elffile import ElfCandidates, ElfError, elf_of
+from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInput
 from imgscan.model import Package, ScanWarning
 
 SECTION = ".dep-v0"
@@ -84,33 +78,26 @@ def crates(doc: dict[str, Any], loc: str) -> tuple[list[Package], list[str]]:
     return pkgs, problems
 
 
-class RustAuditableAnalyzer(Analyzer):
+class RustAuditableAnalyzer(ElfCandidates, Analyzer):
     name = "cargo-auditable"
     version = 1
     description = "Rust crates from the .dep-v0 section that cargo-auditable embeds"
-    max_read = 64
-
-    def required(self, info: FileInfo) -> bool:
-        return info.is_regular and exec_candidate(info.path, info.mode, info.size, MAX_BINARY)
 
     def analyze(self, file: FileInput) -> AnalysisResult | None:
         path = file.info.abspath
         try:
-            with open_seekable(file) as stream:
-                if stream.read(4) != b"\x7fELF":
-                    return None
-                elf = parse_elf(stream)
-                sec = elf.section(SECTION)
-                if sec is None:
-                    return None
-                data = elf.read_section(sec, MAX_COMPRESSED)
-            doc = decode_section(data)
-        except ELFError as exc:
-            if "section" in str(exc) and SECTION in str(exc):
-                return self._warn(path, str(exc))
+            elf = elf_of(file)
+        except ElfError:
             return None  # an unreadable ELF: the ELF analyzers report that, not us
-        except AuditDataError as exc:
-            return self._warn(path, str(exc))
+        except OSError as exc:
+            return self._warn(path, f"cannot read: {exc}")
+        try:
+            sec = elf.section(SECTION) if elf is not None else None
+            if sec is None:
+                return None
+            doc = decode_section(elf.read_section(sec, MAX_COMPRESSED))
+        except (ElfError, AuditDataError) as exc:
+            return self._warn(path, str(exc))  # the section itself is cut or bad
         except (OSError, struct.error) as exc:
             return self._warn(path, f"cannot read: {exc}")
         pkgs, problems = crates(doc, path)

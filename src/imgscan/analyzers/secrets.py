@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from imgscan.analyzers.interface import (
@@ -30,8 +30,8 @@ from imgscan.analyzers.interface import (
     PostAnalyzer,
     ScanOptions,
 )
-from imgscan.model import Location, OSInfo, Package, ScanWarning
-from imgscan.secrets.config import scan_config
+from imgscan.model import LayerRef, Location, OSInfo, Package, ScanWarning
+from imgscan.secrets.config import config_findings
 from imgscan.secrets.engine import SecretScanner
 from imgscan.secrets.findings import match_to_finding
 from imgscan.secrets.rules import RuleSet, load_rules
@@ -156,6 +156,12 @@ class SecretsAnalyzer(_RulesMixin, Analyzer):
             result.warnings.append(ScanWarning(w, path=info.abspath, analyzer=self.name,
                                                layer=file.layer))
         return result if not result.is_empty() else None
+
+
+def scan_config(config: Mapping[str, Any], scanner: SecretScanner,
+                layers: Sequence[LayerRef] = (), show_secrets: bool = False) -> AnalysisResult:
+    """The config's secrets as an analyzer result (the engine's ``config_findings``)."""
+    return AnalysisResult(findings=config_findings(config, scanner, layers, show_secrets))
 
 
 class SecretsConfigAnalyzer(_RulesMixin, PostAnalyzer):

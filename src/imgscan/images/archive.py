@@ -2,8 +2,8 @@
 
 The tar is indexed once (member name -> offset and size); blobs are then read straight from the
 archive with ``pread`` on a private descriptor, so nothing is extracted and several layers can
-be read at once. A compressed archive (``docker save | gzip``) is first decompressed into an
-anonymous temporary file, as containers/image does.
+be read at once. A compressed archive (``docker save | gzip``, ``| zstd``, ``| xz``) is first
+decompressed into an anonymous temporary file, as containers/image does.
 
 Hostile archives: member names that are absolute or contain ``..`` are refused, as are
 duplicate names; only regular-file members are ever opened (a symlink named
@@ -14,10 +14,15 @@ archive index* (never on a file system), relative, at most 16 hops, never above 
 
 docker-archive: ``manifest.json`` is preferred when present (it is right in every Docker
 version, while Docker 25.0.0's OCI manifest listed only foreign layers); without it, the OCI
-layout that Docker 25+ also writes is read. A Docker v2s2 manifest is synthesised whose every
-digest is true: the config by its hash (the image id); a plain layer by its diff_id (checked
-as it is read); a compressed layer by the digest in its ``blobs/sha256/<hex>`` name (checked as
-it is read) or, for other names, by hashing the member once.
+layout that Docker 25+ also writes is read. Its keys are matched without regard to case, as
+Go's ``encoding/json`` in docker and skopeo does (Jib writes ``config``, ``repoTags``,
+``layers``). A Docker v2s2 manifest is synthesised whose every digest is true: the config by
+its hash (the image id, whatever the file is called: docker and skopeo load a config whose
+``<hex>.json`` name is another digest, and so do we, with a warning); a plain layer by its
+diff_id (checked as it is read); a gzip or zstd layer by the digest in its
+``blobs/sha256/<hex>`` name (checked as it is read) or, for other names, by hashing the member
+once; an xz layer, for which no media type exists, is served decompressed as a plain layer
+(as containers/image serves every compressed docker-archive layer), its size counted once.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import posixpath
 import re
@@ -35,10 +41,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from imgscan.errors import DigestMismatch, ImageError, ReferenceError_, UnsafeLayerError
+from imgscan.errors import DigestMismatch, ImageError, UnsafeLayerError
 from imgscan.images import mediatypes as mt
-from imgscan.images.compression import detect_compression, open_decompressed
+from imgscan.images.compression import HEAD_SIZE, detect_compression, open_decompressed
 from imgscan.images.digest import parse_digest, sha256_digest
+from imgscan.images.docker_manifest import canonical_keys, choose_item, str_list, with_tag
 from imgscan.images.interface import (
     MAX_CONFIG_BYTES,
     MAX_MANIFEST_BYTES,
@@ -49,7 +56,6 @@ from imgscan.images.interface import (
     parse_config,
 )
 from imgscan.images.oci_layout import LayoutSource, image_from_layout, naming
-from imgscan.images.reference import normalize_docker_name
 
 __all__ = [
     "DockerArchiveSource",
@@ -61,6 +67,7 @@ __all__ = [
 
 _BLOB_NAME_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
 _JSON_NAME_RE = re.compile(r"^([0-9a-f]{64})\.json$")
+log = logging.getLogger(__name__)
 #: far more members than any real archive; a bound on the index's memory
 MAX_MEMBERS = 1_000_000
 _CHUNK = 1 << 20
@@ -131,7 +138,7 @@ class TarArchive:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise ImageError(f"{description}: not a regular file")
             os.set_blocking(fd, True)
-            head = os.pread(fd, 4, 0)
+            head = os.pread(fd, HEAD_SIZE, 0)
             if detect_compression(head):
                 plain = self._decompress_to_temp(fd)
                 os.close(fd)
@@ -282,11 +289,15 @@ class DockerArchiveSource(BlobSource):
         self.archive = archive
         self.description = archive.description
         self.blobs: dict[str, str] = {}
+        #: members served decompressed (xz layers, addressed by their diff_id)
+        self.decompressed: set[str] = set()
 
     def open_blob(self, digest: str) -> BinaryIO:
         name = self.blobs.get(digest)
         if name is None:
             raise ImageError(f"{self.description}: no blob {digest} in the archive")
+        if name in self.decompressed:
+            return open_decompressed(self.archive.open(name), f"{self.description}: {name}")
         return self.archive.open(name)
 
     def close(self) -> None:
@@ -343,40 +354,14 @@ def open_docker_archive(
     return _with_archive(archive, go)
 
 
-def _str_list(v: Any, what: str) -> list[str]:
-    if v is None:
-        return []
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise ImageError(f"{what} is not a list of strings")
-    return list(v)
-
-
-def _choose_item(items: list[dict[str, Any]], ref: str | None, index: int | None,
-                 what: str) -> dict[str, Any]:
-    def label(i: int, item: dict[str, Any]) -> str:
-        tags = _str_list(item.get("RepoTags"), f"{what}: manifest.json[{i}].RepoTags")
-        return f"@{i}" + (f" {','.join(tags)}" if tags else "")
-
-    available = ", ".join(label(i, it) for i, it in enumerate(items[:20])) or "none"
-    if index is not None:
-        if not 0 <= index < len(items):
-            raise ReferenceError_(
-                f"{what}: @{index} is out of range (manifest.json has {len(items)} images)"
-            )
-        return items[index]
-    if ref is not None:
-        want = normalize_docker_name(ref)
-        for i, item in enumerate(items):
-            tags = _str_list(item.get("RepoTags"), f"{what}: manifest.json[{i}].RepoTags")
-            if any(normalize_docker_name(t) == want for t in tags):
-                return item
-        raise ReferenceError_(f"{what}: no image tagged {ref!r}; available: {available}")
-    if len(items) != 1:
-        raise ReferenceError_(
-            f"more than one image in {what}, choose one with :REF or @N; available: {available}"
-            if items else f"{what}: manifest.json lists no image"
-        )
-    return items[0]
+def _decompressed_size(archive: TarArchive, name: str) -> int:
+    """The size of a member once decompressed, counted in bounded chunks (the manifest of a
+    layer served decompressed must state it, and the reader checks it)."""
+    n = 0
+    with open_decompressed(archive.open(name), f"{archive.description}: {name}") as f:
+        while chunk := f.read(_CHUNK):
+            n += len(chunk)
+    return n
 
 
 def _hash_member(archive: TarArchive, name: str) -> str:
@@ -395,22 +380,31 @@ def _from_manifest_json(archive: TarArchive, ref: str | None, index: int | None)
     doc = load_json(archive.read("manifest.json", MAX_MANIFEST_BYTES), f"{what}: manifest.json")
     if not isinstance(doc, list) or not all(isinstance(x, dict) for x in doc):
         raise ImageError(f"{what}: manifest.json is not a list of objects")
-    item = _choose_item(doc, ref, index, what)
+    item = choose_item([canonical_keys(x) for x in doc], ref, index, what)
     config_name = item.get("Config")
     if not isinstance(config_name, str) or not config_name:
         raise ImageError(f"{what}: manifest.json item has no Config")
     config_name = archive.resolve(_clean_name(config_name, what))
     layer_names = [archive.resolve(_clean_name(n, what))
-                   for n in _str_list(item.get("Layers"), f"{what}: manifest.json Layers")]
-    tags = _str_list(item.get("RepoTags"), f"{what}: manifest.json RepoTags")
+                   for n in str_list(item.get("Layers"), f"{what}: manifest.json Layers")]
+    repo_tags = str_list(item.get("RepoTags"), f"{what}: manifest.json RepoTags")
+    tags = [with_tag(t) for t in repo_tags if t]
 
     source = DockerArchiveSource(archive)
     config = archive.read(config_name, MAX_CONFIG_BYTES)
     config_digest = sha256_digest(config)
-    m = _BLOB_NAME_RE.match(config_name) or _JSON_NAME_RE.match(config_name)
-    if m and f"sha256:{m[1]}" != config_digest:
+    warnings = []
+    blob_named = _BLOB_NAME_RE.match(config_name)
+    if blob_named and f"sha256:{blob_named[1]}" != config_digest:
+        # a content-addressed blob store that lies is corrupt, as a layer blob would be
         raise DigestMismatch(
             f"{what}: config {config_name} hashes to {config_digest}, not the digest in its name"
+        )
+    json_named = _JSON_NAME_RE.match(config_name)
+    if json_named and f"sha256:{json_named[1]}" != config_digest:
+        warnings.append(
+            f"{what}: config {config_name} is not named by its digest; the image id is the "
+            f"digest of its content, {config_digest} (docker and skopeo load it the same way)"
         )
     diff_ids = parse_config(config, f"{what}: config {config_name}")["rootfs"]["diff_ids"]
     if len(diff_ids) != len(layer_names):
@@ -422,30 +416,39 @@ def _from_manifest_json(archive: TarArchive, ref: str | None, index: int | None)
     layers = []
     for name, diff_id in zip(layer_names, diff_ids, strict=True):
         with archive.open(name) as f:
-            head = f.read(4)
+            head = f.read(HEAD_SIZE)
         kind = detect_compression(head)
-        if kind is None:
+        if kind == "xz":
             digest, media = diff_id, mt.DOCKER_LAYER
+            source.decompressed.add(name)
+            size = _decompressed_size(archive, name)
+        elif kind is None:
+            digest, media, size = diff_id, mt.DOCKER_LAYER, archive.size(name)
         else:
             media = mt.DOCKER_LAYER_GZIP if kind == "gzip" else mt.OCI_LAYER_ZSTD
             named = _BLOB_NAME_RE.match(name)
             digest = f"sha256:{named[1]}" if named else _hash_member(archive, name)
+            size = archive.size(name)
         # the same digest under two names (a repeated layer): either serves, both are checked
         source.blobs.setdefault(digest, name)
-        layers.append({"mediaType": media, "size": archive.size(name), "digest": digest})
+        layers.append({"mediaType": media, "size": size, "digest": digest})
     manifest = _go_json({
         "schemaVersion": 2,
         "mediaType": mt.DOCKER_MANIFEST,
         "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(config), "digest": config_digest},
         "layers": layers,
     })
-    return SourceImage(
+    image = SourceImage(
         source,
         manifest,
         sha256_digest(manifest),
         names=tags,
         manifest_media_type=mt.DOCKER_MANIFEST,
     )
+    for message in warnings:
+        log.warning("%s", message)
+    image.warnings.extend(warnings)
+    return image
 
 
 def _go_json(obj: Any) -> bytes:

@@ -1,17 +1,20 @@
 """Layer compression: detect it by magic bytes and decompress as a stream (FORMATS.md §1.6).
 
 Media types lie (docker-archives from containerd, mislabelled layers), so the bytes decide:
-gzip starts ``1f 8b``, zstd ``28 b5 2f fd``, anything else is taken as a plain tar.
+gzip starts ``1f 8b``, zstd ``28 b5 2f fd``, xz ``fd 37 7a 58 5a 00`` (docker-archives that
+``docker save | xz`` made, and their layers: docker and containers/image read xz too), anything
+else is taken as a plain tar.
 
-Both decompressors bound their output per call, so a small hostile blob cannot make one
-``read`` allocate gigabytes, and both turn every truncation or corruption into an
-``ImageError`` (a zstd stream reader on its own ends silently on truncated input, so the
-frame structure is tracked alongside it).
+Every decompressor bounds its output per call, so a small hostile blob cannot make one
+``read`` allocate gigabytes, and its decoder memory (zstd's window, xz's dictionary); each
+turns every truncation or corruption into an ``ImageError`` (a zstd stream reader on its own
+ends silently on truncated input, so the frame structure is tracked alongside it).
 """
 
 from __future__ import annotations
 
 import io
+import lzma
 import zlib
 
 try:  # ISA-L inflates gzip 2-3x faster than zlib, with zlib's interface
@@ -24,20 +27,29 @@ from imgscan.errors import ImageError
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+#: bytes of a blob's head that ``detect_compression`` needs (the longest magic)
+HEAD_SIZE = len(XZ_MAGIC)
 #: how much compressed input is read at a time
 READ_SIZE = 1 << 20
 #: the most output one inflate call may produce
 MAX_CHUNK = 1 << 20
 #: zstd's own default limit for decoders (ZSTD_WINDOWLOG_LIMIT_DEFAULT = 27)
 ZSTD_MAX_WINDOW = 1 << 27
+#: the most memory an xz decoder may use: ``xz -9`` needs 65 MiB, far below it; a header
+#: that asks for more (a dictionary up to 1.5 GiB is legal) is refused, as zstd's window is
+XZ_MEMLIMIT = 1 << 28
 
 
 def detect_compression(head: bytes) -> str | None:
-    """``"gzip"``, ``"zstd"`` or None (plain) from the first bytes of a blob."""
+    """``"gzip"``, ``"zstd"``, ``"xz"`` or None (plain) from the first ``HEAD_SIZE`` bytes
+    of a blob."""
     if head.startswith(GZIP_MAGIC):
         return "gzip"
     if head.startswith(ZSTD_MAGIC):
         return "zstd"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
     return None
 
 
@@ -297,16 +309,68 @@ class ZstdReader(_Decompressed):
         return out
 
 
+class XzReader(_Decompressed):
+    """Streams a (possibly multi-stream) xz, with stream padding between and after streams
+    (xz(1) writes and reads both); the decoder's memory is capped at ``XZ_MEMLIMIT``."""
+
+    def __init__(self, raw: BinaryIO, label: str = "xz stream") -> None:
+        super().__init__(raw, label)
+        self._d = self._decoder()
+        self._in = b""  # compressed input not yet given to the decoder
+        self._stream_started = False
+
+    @staticmethod
+    def _decoder() -> lzma.LZMADecompressor:
+        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+
+    def _fail(self, why: str) -> ImageError:
+        return ImageError(f"{self._label}: truncated or corrupt xz ({why})")
+
+    def _produce(self) -> bytes:
+        d = self._d
+        if self._stream_started and not d.needs_input:
+            src = b""  # output held back by max_length: drain it first
+        elif self._in:
+            src, self._in = self._in, b""
+        else:
+            src = self._raw.read(READ_SIZE)
+            if not src:
+                if self._stream_started:
+                    raise self._fail("unexpected end of data")
+                self._eof = True
+                return b""
+        if not self._stream_started:
+            # between streams only NUL padding may come; anything else starts another stream
+            stripped = src.lstrip(b"\x00")
+            if not stripped:
+                return b""
+            if not XZ_MAGIC.startswith(stripped[:len(XZ_MAGIC)]):
+                raise self._fail("trailing garbage after the last stream")
+            src = stripped
+            self._stream_started = True
+        try:
+            out = d.decompress(src, MAX_CHUNK)
+        except (lzma.LZMAError, EOFError) as e:
+            raise self._fail(str(e)) from None
+        if d.eof:
+            self._in = d.unused_data
+            self._d = self._decoder()
+            self._stream_started = False
+        return out
+
+
 def open_decompressed(raw: BinaryIO, label: str = "layer") -> BinaryIO:
     """The uncompressed stream of ``raw`` whatever its compression; closing it closes ``raw``.
 
     ``label`` names the blob in error messages.
     """
-    head = _read_head(raw, 4)
+    head = _read_head(raw, HEAD_SIZE)
     src = _Prefixed(head, raw)
     kind = detect_compression(head)
     if kind == "gzip":
         return GzipReader(src, label)  # type: ignore[return-value]
     if kind == "zstd":
         return ZstdReader(src, label)  # type: ignore[return-value]
+    if kind == "xz":
+        return XzReader(src, label)  # type: ignore[return-value]
     return src  # type: ignore[return-value]

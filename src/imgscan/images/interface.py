@@ -164,6 +164,9 @@ class SourceImage:
     ) -> None:
         self.source = source
         self.names = list(names)
+        #: what a user should know about how the image was read (a source's oddities that
+        #: docker and skopeo accept too); sources log each one as well
+        self.warnings: list[str] = []
         self.raw_manifest = manifest_bytes
         self.manifest_digest = manifest_digest
         #: digest of the top-level index the manifest was chosen from, if any
@@ -274,9 +277,20 @@ def parse_config(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ImageError(f"{what} is not a JSON object")
     rootfs = config.get("rootfs")
-    if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
-        raise ImageError(f"{what}: rootfs.type is not 'layers'")
+    # name what is missing or wrong: "rootfs.type is not 'layers'" for a config without
+    # rootfs sends the reader looking at a field that is not there
+    if rootfs is None:
+        raise ImageError(f"{what} has no rootfs (the layers' diff_ids); not an image config")
+    if not isinstance(rootfs, dict):
+        raise ImageError(f"{what}: rootfs is not an object")
+    rootfs_type = rootfs.get("type")
+    if rootfs_type is None:
+        raise ImageError(f"{what}: rootfs has no type (it must be 'layers')")
+    if rootfs_type != "layers":
+        raise ImageError(f"{what}: rootfs.type is {rootfs_type!r}, not 'layers'")
     diff_ids = rootfs.get("diff_ids")
+    if diff_ids is None:
+        raise ImageError(f"{what}: rootfs has no diff_ids")
     if not isinstance(diff_ids, list):
         raise ImageError(f"{what}: rootfs.diff_ids is not a list")
     for d in diff_ids:

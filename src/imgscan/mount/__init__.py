@@ -1,1 +1,3 @@
-"""The layer store (locks, metadata, safe extraction, gc, repair) and read-only mounting."""
+"""Read-only mounting (kernel overlay, fuse-overlayfs) and mount records.
+
+The store itself is imgscan.store; neither package imports the other."""

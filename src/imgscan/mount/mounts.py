@@ -4,6 +4,10 @@ The records live in the store's ``run/mounts.json`` and change only under the st
 exclusive lock. A record is never trusted blindly: if its mount point is no longer in
 ``/proc/self/mountinfo`` (unmounted from outside, ``umount -l``) or it was written before the
 last boot, it is stale and is dropped (and the image mounted afresh when asked).
+
+This package does not import the store: a ``MountTable`` works on any object shaped like
+``LayerStore`` below (``imgscan.store.store.Store`` is one), so the store stays unaware of
+mounts while ``imgscan.housekeeping`` composes the two.
 """
 
 from __future__ import annotations
@@ -12,18 +16,67 @@ import contextlib
 import errno
 import json
 import os
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from imgscan.atomic import write_json_atomic
 from imgscan.errors import MountError
 from imgscan.images.digest import hex_of
 from imgscan.mount import overlay
-from imgscan.mount.atomic import write_json_atomic
-
-if TYPE_CHECKING:
-    from imgscan.mount.store import ImageRecord, Problem, Store
 
 DRIVERS = ("auto", "overlay", "fuse-overlayfs")
+
+
+class StoreLock(Protocol):
+    """The store's re-entrant fcntl lock with its last-writer token."""
+
+    def shared(self) -> AbstractContextManager[None]: ...
+    def exclusive(self) -> AbstractContextManager[None]: ...
+    def record_write(self) -> bytes: ...
+
+
+class StoredImage(Protocol):
+    """What a mount needs to know of an image: its id and its layers' chain ids."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def layers(self) -> tuple[str, ...]: ...
+    @property
+    def short_id(self) -> str: ...
+
+
+class StoredLayer(Protocol):
+    """A layer's short link name (``l/<link>``) and how its whiteouts are stored."""
+
+    @property
+    def link(self) -> str: ...
+    @property
+    def whiteouts(self) -> str: ...
+
+
+class LayerStore(Protocol):
+    """The store as mounting sees it; its lookups take the (re-entrant) shared lock."""
+
+    root: str
+    lock: StoreLock
+
+    def path(self, *parts: str) -> str: ...
+    def lookup(self, ref: str) -> StoredImage: ...
+    def layer(self, chain_id: str) -> StoredLayer: ...
+    def images(self) -> Sequence[StoredImage]: ...
+
+
+@dataclass(frozen=True)
+class MountProblem:
+    """A mount record or mount that ``store check`` reports (the shape of the store's)."""
+
+    kind: str
+    path: str
+    message: str
+    repairable: bool = True
 
 
 @dataclass
@@ -45,7 +98,7 @@ def boot_id() -> str:
 
 
 class MountTable:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: LayerStore) -> None:
         self.store = store
         self.file = store.path("run", "mounts.json")
 
@@ -91,13 +144,10 @@ class MountTable:
 
     # -- mount and unmount -----------------------------------------------------------------
     def mount(self, ref: str, mountpoint: str | None = None, driver: str = "auto") -> MountRecord:
-        from imgscan.mount.store import resolve_image
-
         if driver not in DRIVERS:
             raise MountError(f"unknown mount driver {driver!r} (one of {', '.join(DRIVERS)})")
         with self.store.lock.exclusive():
-            meta = self.store.meta()
-            image = resolve_image(meta, ref)
+            image = self.store.lookup(ref)
             recs = self._load()
             rec = recs.get(image.id)
             if rec is not None and self._is_live(rec):
@@ -109,13 +159,13 @@ class MountTable:
             if rec is not None:
                 recs.pop(image.id)
             path, managed = self._mountpoint(image, mountpoint)
-            used = self._do_mount(image, path, driver, meta)
+            used = self._do_mount(image, path, driver)
             rec = MountRecord(image.id, path, 1, used, boot_id(), managed)
             recs[image.id] = rec
             self._save(recs)
             return rec
 
-    def _mountpoint(self, image: ImageRecord, mountpoint: str | None) -> tuple[str, bool]:
+    def _mountpoint(self, image: StoredImage, mountpoint: str | None) -> tuple[str, bool]:
         if mountpoint:
             path = os.path.realpath(mountpoint)
             if not os.path.isdir(path):
@@ -128,7 +178,7 @@ class MountTable:
         _clear_strays(path)
         return path, True
 
-    def _do_mount(self, image: ImageRecord, path: str, driver: str, meta: object) -> str:
+    def _do_mount(self, image: StoredImage, path: str, driver: str) -> str:
         layers = [self.store.layer(c) for c in image.layers]
         lowers = [f"l/{rec.link}" for rec in reversed(layers)]
         if len(lowers) == 1:
@@ -176,8 +226,6 @@ class MountTable:
     def unmount(self, ref_or_path: str, force: bool = False) -> MountRecord | None:
         """Decrement the count of an image's mount; unmount at zero (``force``: now).
         Returns the record as it is after the call (count 0 when unmounted)."""
-        from imgscan.mount.store import resolve_image
-
         with self.store.lock.exclusive():
             recs = self._load()
             target = os.path.realpath(ref_or_path) if os.path.isabs(ref_or_path) or \
@@ -187,7 +235,7 @@ class MountTable:
                 image_id = next((k for k, r in recs.items() if r.path == target), None)
             if image_id is None:
                 try:
-                    image_id = resolve_image(self.store.meta(), ref_or_path).id
+                    image_id = self.store.lookup(ref_or_path).id
                 except Exception:
                     raise MountError(f"{ref_or_path} is not a mounted image or mount point") \
                         from None
@@ -230,17 +278,18 @@ class MountTable:
         return rec
 
     # -- repair ----------------------------------------------------------------------------
-    def check_locked(self, repair: bool) -> list[Problem]:
-        from imgscan.mount.store import Problem
-
+    def check_locked(self, repair: bool) -> list[MountProblem]:
+        """Under the store's lock: records of images gone, records whose mount is gone,
+        and mounts on the store's own mount points that no record knows."""
         problems = []
+        images = {i.id for i in self.store.images()}
         recs = self._load()
         mounted = overlay.mounted_paths()
         changed = False
         for image_id, rec in list(recs.items()):
-            if image_id not in self.store.meta().images:
-                problems.append(Problem("mount-of-unknown-image", rec.path,
-                                        "mount record of an image not in the store"))
+            if image_id not in images:
+                problems.append(MountProblem("mount-of-unknown-image", rec.path,
+                                             "mount record of an image not in the store"))
                 if repair:
                     if rec.path in mounted:
                         with contextlib.suppress(OSError):
@@ -248,8 +297,8 @@ class MountTable:
                     recs.pop(image_id)
                     changed = True
             elif not self._is_live(rec, mounted):
-                problems.append(Problem("stale-mount-record", rec.path,
-                                        "mount record whose mount is gone"))
+                problems.append(MountProblem("stale-mount-record", rec.path,
+                                             "mount record whose mount is gone"))
                 if repair:
                     recs.pop(image_id)
                     self._cleanup_mountpoint(rec.path)
@@ -258,7 +307,8 @@ class MountTable:
         mnt_root = self.store.path("run", "mnt")
         for mp in sorted(mounted):
             if mp.startswith(mnt_root + os.sep) and mp not in known:
-                problems.append(Problem("stray-mount", mp, "mounted, but no record knows it"))
+                problems.append(MountProblem("stray-mount", mp,
+                                             "mounted, but no record knows it"))
                 if repair:
                     _clear_strays(mp)
                     self._cleanup_mountpoint(mp)
@@ -285,6 +335,10 @@ def _fuse_problem() -> str:
 
     if shutil.which("fuse-overlayfs") is None:
         return "not installed"
-    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
-        return "/dev/fuse is not accessible to this user"
+    # open it, as fuse-overlayfs will: os.access answers from the mode bits, which say yes
+    # to root even where a device cgroup or a missing CAP_DAC_OVERRIDE makes open() fail
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC))
+    except OSError as e:
+        return f"/dev/fuse cannot be opened by this user ({e.strerror})"
     return ""

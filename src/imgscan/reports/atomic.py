@@ -93,7 +93,7 @@ def failure_document(uuid: str, message: str) -> dict[str, Any]:
 
 class AtomicWriter(Writer):
     format_name = "atomic"
-    extension = ""  # atomic wants the file to be named ``json``
+    extension = ".atomic.json"  # in an audit; atomic itself names the file ``json``
 
     def write(self, report: Report, out: TextIO) -> None:
         out.write(json.dumps(atomic_result(report), indent=2, ensure_ascii=True) + "\n")

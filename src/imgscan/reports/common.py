@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from imgscan.model import Finding, LayerRef, Package, Report, ScanWarning, Severity
+from imgscan.timestamps import parse_time
 
 SEVERITIES: tuple[Severity, ...] = tuple(sorted(Severity, reverse=True))  # critical first
 
@@ -97,24 +98,6 @@ def report_uuid(report: Report) -> uuid.UUID:
                        report.created, digest)
 
 
-def parse_time(text: str) -> datetime | None:
-    """An RFC 3339 timestamp (nanoseconds allowed, as Go writes them) or None."""
-    if not text:
-        return None
-    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?",
-                     text.strip())
-    if not m:
-        return None
-    frac = (m.group(2) or "")[:7]
-    tz = m.group(3) or "Z"
-    tz = "+00:00" if tz == "Z" else tz
-    try:
-        dt = datetime.fromisoformat(m.group(1).replace(" ", "T") + frac + tz)
-    except ValueError:
-        return None
-    return dt.astimezone(UTC)
-
-
 def utc_seconds(text: str) -> str:
     """``YYYY-MM-DDThh:mm:ssZ`` (the form SPDX requires); now when ``text`` is unusable."""
     dt = parse_time(text) or datetime.now(UTC)
@@ -128,3 +111,25 @@ def human_size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def image_purl(name: str, digest: str) -> str:
+    """``pkg:oci/<repo>@<digest>?repository_url=…`` for an image reference, '' if unknown.
+
+    Here rather than in one writer because CycloneDX and SPDX both name the image by it, and
+    a writer imports no other writer."""
+    if not name or not digest:
+        return ""
+    ref = name.split("@", 1)[0]
+    repo = ref
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:  # a tag, not a registry port
+        repo = ref[: len(ref) - len(last)] + last.split(":", 1)[0]
+    from packageurl import PackageURL  # only the SBOM writers need it
+
+    try:
+        qualifiers = {"repository_url": repo} if "/" in repo else None
+        return PackageURL(type="oci", name=repo.rsplit("/", 1)[-1].lower(), version=digest,
+                          qualifiers=qualifiers).to_string()
+    except ValueError:
+        return ""

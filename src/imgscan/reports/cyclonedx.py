@@ -20,10 +20,14 @@ import json
 from collections import Counter
 from typing import Any, TextIO
 
-from packageurl import PackageURL
-
 from imgscan.model import Package, Report
-from imgscan.reports.common import canonical, report_uuid, severity_counts, utc_seconds
+from imgscan.reports.common import (
+    canonical,
+    image_purl,
+    report_uuid,
+    severity_counts,
+    utc_seconds,
+)
 from imgscan.reports.interface import Writer
 
 SPEC_VERSION = "1.6"
@@ -33,23 +37,6 @@ _HASH_ALGS = {"sha256": "SHA-256", "sha384": "SHA-384", "sha512": "SHA-512"}
 
 def _prop(name: str, value: object) -> dict[str, str]:
     return {"name": name, "value": str(value)}
-
-
-def image_purl(name: str, digest: str) -> str:
-    """``pkg:oci/<repo>@<digest>?repository_url=…`` for an image reference, '' if unknown."""
-    if not name or not digest:
-        return ""
-    ref = name.split("@", 1)[0]
-    repo = ref
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:  # a tag, not a registry port
-        repo = ref[: len(ref) - len(last)] + last.split(":", 1)[0]
-    try:
-        qualifiers = {"repository_url": repo} if "/" in repo else None
-        return PackageURL(type="oci", name=repo.rsplit("/", 1)[-1].lower(), version=digest,
-                          qualifiers=qualifiers).to_string()
-    except ValueError:
-        return ""
 
 
 def _bom_refs(pkgs: list[Package]) -> list[str]:

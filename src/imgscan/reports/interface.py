@@ -1,8 +1,11 @@
 """The writer interface and the registry of output formats.
 
 A writer turns one ``Report`` into text on a stream; it never analyzes and never decides exit
-codes. Built-in formats are an Enum mapped to classes with ``assert_never`` (a test walks
-every member); third-party writers register under the entry-point group ``imgscan.reports``.
+codes. Every writer, built-in or third-party, is an entry point in the group
+``imgscan.reports`` (imgscan's own are in its ``pyproject.toml``, as flake8 registers its
+reporters), so a new format is a package install and this module imports no writer: loading
+one format imports that writer's module and no other. ``ReportFormat`` lists the built-in
+names for the CLI's choices; a test checks that each has its entry point.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import ClassVar, TextIO, assert_never
+from typing import ClassVar, TextIO
 
 from imgscan.errors import UsageError
 from imgscan.model import Report
@@ -57,59 +60,41 @@ class ReportFormat(str, enum.Enum):
     ATOMIC = "atomic"
 
 
-def builtin_writer_class(fmt: ReportFormat) -> type[Writer]:
-    """The class of a built-in format; imports lazily so one format does not load the rest."""
-    match fmt:
-        case ReportFormat.JSON:
-            from imgscan.reports.json_writer import JsonWriter
+#: the distribution whose entry points are the built-in formats
+_BUILTIN_DISTRIBUTION = "imgscan"
 
-            return JsonWriter
-        case ReportFormat.TABLE:
-            from imgscan.reports.table import TableWriter
-
-            return TableWriter
-        case ReportFormat.SARIF:
-            from imgscan.reports.sarif import SarifWriter
-
-            return SarifWriter
-        case ReportFormat.CYCLONEDX:
-            from imgscan.reports.cyclonedx import CycloneDXWriter
-
-            return CycloneDXWriter
-        case ReportFormat.SPDX:
-            from imgscan.reports.spdx import SpdxWriter
-
-            return SpdxWriter
-        case ReportFormat.HTML:
-            from imgscan.reports.html import HtmlWriter
-
-            return HtmlWriter
-        case ReportFormat.ATOMIC:
-            from imgscan.reports.atomic import AtomicWriter
-
-            return AtomicWriter
-        case _:  # pragma: no cover
-            assert_never(fmt)
+def _is_builtin(ep: metadata.EntryPoint) -> bool:
+    dist = ep.dist
+    if dist is None:  # metadata without a distribution: judge by where the class lives
+        return ep.value.startswith("imgscan.reports.")
+    return (dist.metadata.get("Name") or "").lower() == _BUILTIN_DISTRIBUTION
 
 
-def _plugin_classes() -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    """Every registered format by name, without importing any; when a third party registers
+    a built-in name too, imgscan's own entry point wins."""
+    found: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in found or _is_builtin(ep):
+            found[ep.name] = ep
+    return found
 
 
 def available_formats() -> list[str]:
     """Built-in format names first, then plugin names (sorted), without importing plugins."""
     names = [f.value for f in ReportFormat]
-    names += sorted(n for n in _plugin_classes() if n not in names)
+    names += sorted(n for n in _entry_points() if n not in names)
     return names
 
 
+def builtin_writer_class(fmt: ReportFormat) -> type[Writer]:
+    """The class of a built-in format, loaded through its entry point like any other."""
+    return writer_class(ReportFormat(fmt).value)
+
+
 def writer_class(name: str) -> type[Writer]:
-    """The class for a format name; built-ins win over plugins of the same name."""
-    try:
-        return builtin_writer_class(ReportFormat(name))
-    except ValueError:
-        pass
-    ep = _plugin_classes().get(name)
+    """The class for a format name; imports that writer's module and no other."""
+    ep = _entry_points().get(name)
     if ep is None:
         raise UsageError(
             f"unknown report format {name!r} (one of {', '.join(available_formats())})"

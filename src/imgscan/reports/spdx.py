@@ -15,8 +15,7 @@ import re
 from typing import Any, TextIO
 
 from imgscan.model import Package, Report
-from imgscan.reports.common import canonical, report_uuid, utc_seconds
-from imgscan.reports.cyclonedx import image_purl
+from imgscan.reports.common import canonical, image_purl, report_uuid, utc_seconds
 from imgscan.reports.interface import Writer
 
 NOASSERTION = "NOASSERTION"

@@ -4,6 +4,9 @@
 who pulls the image, so the config is scanned with the same rules as files. Each value is
 scanned on its own, and findings name where in the config it is (``Env[2]``,
 ``Labels.org.example.token``, ``history[5]``).
+
+This module returns findings; the ``secrets-config`` analyzer (``imgscan.analyzers.secrets``)
+wraps them in analyzer results, so the secrets engine never imports the analyzer framework.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from imgscan.analyzers.interface import AnalysisResult
 from imgscan.model import Finding, LayerRef, Location
 from imgscan.secrets.engine import Match, SecretScanner
 from imgscan.secrets.findings import match_to_finding
@@ -74,11 +76,14 @@ def history_layers(config: Mapping[str, Any], layers: Sequence[LayerRef]) -> dic
     return out
 
 
-def scan_config(config: Mapping[str, Any], scanner: SecretScanner,
-                layers: Sequence[LayerRef] = (), show_secrets: bool = False) -> AnalysisResult:
-    result = AnalysisResult()
+def config_findings(config: Mapping[str, Any], scanner: SecretScanner,
+                    layers: Sequence[LayerRef] = (), show_secrets: bool = False
+                    ) -> list[Finding]:
+    """Secrets in every scannable config value, each placed at its ``config_key`` and, for a
+    history line, at the layer that line created."""
+    findings: list[Finding] = []
     if not isinstance(config, Mapping):
-        return result
+        return findings
     by_history = history_layers(config, layers)
     for key, text, hidx in config_values(config):
         data = text.encode("utf-8", "surrogateescape")[:MAX_VALUE]
@@ -87,8 +92,8 @@ def scan_config(config: Mapping[str, Any], scanner: SecretScanner,
         layer = by_history.get(hidx) if hidx is not None else None
         for m in matches:
             loc = Location(config_key=key, layer=layer)
-            result.findings.append(_finding(m, loc, show_secrets))
-    return result
+            findings.append(_finding(m, loc, show_secrets))
+    return findings
 
 
 def _dedupe(matches: list[Match]) -> list[Match]:

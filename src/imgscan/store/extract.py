@@ -33,10 +33,16 @@ from typing import BinaryIO
 
 from imgscan.errors import ImageError, UnsafeLayerError
 from imgscan.fileinfo import FileInfo, FileKind
-from imgscan.mount.limits import ExtractLimits
+from imgscan.store.limits import ExtractLimits
+from imgscan.whiteouts import (
+    OPAQUE_MARKER,
+    deleted_path,
+    is_aufs_metadata,
+    is_whiteout_name,
+    mark_overlay_opaque,
+    write_overlay_whiteout,
+)
 
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
 _DROPPED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "user.containers.")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _COPY_CHUNK = 1 << 20
@@ -166,7 +172,7 @@ class _Extractor:
             raise UnsafeLayerError(f"entry {member.name!r} has an empty name")
         parent, _, name = relpath.rpartition("/")
         xattrs = _xattrs(member)
-        if name.startswith(WHITEOUT_PREFIX):
+        if is_whiteout_name(name):
             self._whiteout(member, relpath, parent, name)
             return
         pfd = self.dir_fd(parent, create=True)
@@ -264,25 +270,20 @@ class _Extractor:
             if self.as_root:
                 fd = os.open(".", _DIR_FLAGS, dir_fd=pfd)
                 try:
-                    os.setxattr(fd, "trusted.overlay.opaque", b"y")
+                    mark_overlay_opaque(fd)
                 finally:
                     os.close(fd)
             else:
                 self._write_marker(pfd, name, relpath)
             return
-        if name.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+        if is_aufs_metadata(name):
             return  # AUFS metadata such as .wh..wh.plnk: not content
-        target = name[len(WHITEOUT_PREFIX):]
-        if not target:
-            raise UnsafeLayerError(f"bare whiteout entry {member.name!r} names nothing")
-        if target in (".", ".."):
-            raise UnsafeLayerError(f"whiteout {member.name!r} names {target!r}")
-        deleted = f"{parent}/{target}" if parent else target
+        deleted = deleted_path(parent, name, member.name)
+        target = deleted.rpartition("/")[2]
         pfd = self.dir_fd(parent, create=True)
         if self.as_root:
             self._remove_existing(pfd, target, deleted, keep_dir=False)
-            os.mknod(target, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
-            os.chown(target, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
+            write_overlay_whiteout(target, pfd, member.uid, member.gid)
             self.whiteout_nodes.add(deleted)
         else:
             self._write_marker(pfd, name, relpath)

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 import zstandard
 
+from imgscan.atomic import write_atomic
 from imgscan.fileinfo import FileInfo, FileKind
-from imgscan.mount.atomic import write_atomic
 
 INDEX_VERSION = 1
 _KINDS = {k.value: k for k in FileKind}

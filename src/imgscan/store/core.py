@@ -1,0 +1,230 @@
+"""The store's core: paths, locked metadata, queries, names, staging and trash.
+
+Layout under the store root::
+
+    store.lock              fcntl lock + last-writer token (see lock.py)
+    store.json              images and layers, written atomically under the exclusive lock
+    layers/<chain-hex>/diff   a layer's files;  layers/<chain-hex>/index  its tar metadata
+    l/<short-id>            -> ../layers/<chain-hex>/diff (short names for long overlay stacks)
+    images/<id-hex>/        the raw manifest and config of an image
+    staging/<random>/       imports in progress, each guarded by an owner lock
+    trash/                  removed layers waiting to be deleted outside the lock
+    cache/                  per-layer analyzer results
+    run/                    mount records and mount points (see imgscan.mount.mounts)
+
+The import pipeline (importer.py) and maintenance (maintenance.py) build on this class;
+``Store`` (store.py) puts them together. Nothing here knows about mounts.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+from imgscan.atomic import write_json_atomic
+from imgscan.errors import StoreError
+from imgscan.images.digest import hex_of
+from imgscan.store.limits import ExtractLimits
+from imgscan.store.lock import OwnerLock, StoreLock
+from imgscan.store.records import (
+    ImageRecord,
+    LayerRecord,
+    StoreMeta,
+    claim_names,
+    normalize_name,
+    resolve_image,
+    with_names,
+)
+
+SHORT_ID_LEN = 10
+
+
+def default_root() -> str:
+    """``$IMGSCAN_ROOT``, else /var/lib/imgscan for root, else the XDG data directory."""
+    env = os.environ.get("IMGSCAN_ROOT")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/var/lib/imgscan"
+    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(data, "imgscan")
+
+
+class StoreCore:
+    """A store of images at ``root``. Safe to use from any number of processes at once."""
+
+    def __init__(self, root: str | None = None, *, limits: ExtractLimits | None = None,
+                 jobs: int | None = None) -> None:
+        self.root = os.path.abspath(root or default_root())
+        self.limits = limits or ExtractLimits()
+        self.jobs = jobs or min(4, os.cpu_count() or 1)
+        try:
+            for d in ("layers", "l", "images", "staging", "trash", "cache", "run"):
+                os.makedirs(os.path.join(self.root, d), exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the store at {self.root}: {e.strerror}") from None
+        self.lock = StoreLock(self.path("store.lock"))
+        self._meta: StoreMeta | None = None
+        self._token: bytes | None = None
+
+    # -- paths -----------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def layer_path(self, chain_id: str) -> str:
+        return self.path("layers", hex_of(chain_id))
+
+    def diff_path(self, chain_id: str) -> str:
+        return os.path.join(self.layer_path(chain_id), "diff")
+
+    def index_path(self, chain_id: str) -> str:
+        return os.path.join(self.layer_path(chain_id), "index")
+
+    def image_dir(self, image_id: str) -> str:
+        return self.path("images", hex_of(image_id))
+
+    # -- metadata --------------------------------------------------------------------------
+    def meta(self) -> StoreMeta:
+        """The metadata, reloaded only when another process committed since (token check).
+        Call with a lock held."""
+        token = self.lock.token()
+        if self._meta is None or token != self._token:
+            self._meta = self._read_meta()
+            self._token = token
+        return self._meta
+
+    def _read_meta(self) -> StoreMeta:
+        try:
+            with open(self.path("store.json"), "rb") as f:
+                doc = json.load(f)
+        except FileNotFoundError:
+            return StoreMeta()
+        except (ValueError, OSError) as e:
+            raise StoreError(f"store metadata {self.path('store.json')} is unreadable: {e}") \
+                from None
+        try:
+            return StoreMeta.from_json(doc)
+        except (TypeError, KeyError, AttributeError) as e:
+            raise StoreError(f"store metadata is malformed: {e}") from None
+
+    def _write_meta(self, meta: StoreMeta) -> None:
+        """Under the exclusive lock: token first, then the atomic rename of store.json."""
+        self._token = self.lock.record_write()
+        write_json_atomic(self.path("store.json"), meta.to_json())
+        self._meta = meta
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[StoreMeta]:
+        with self.lock.shared():
+            yield self.meta()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[StoreMeta]:
+        """Exclusive access; the yielded metadata is written back when the block succeeds."""
+        with self.lock.exclusive():
+            new = self.meta().copy()
+            yield new
+            self._write_meta(new)
+
+    # -- queries ---------------------------------------------------------------------------
+    def images(self) -> list[ImageRecord]:
+        with self.reading() as meta:
+            return sorted(meta.images.values(), key=lambda i: (-i.pulled, i.id))
+
+    def lookup(self, ref: str) -> ImageRecord:
+        with self.reading() as meta:
+            return resolve_image(meta, ref)
+
+    def layer(self, chain_id: str) -> LayerRecord:
+        with self.reading() as meta:
+            rec = meta.layers.get(chain_id)
+        if rec is None:
+            raise StoreError(f"layer {chain_id} is not in the store")
+        return rec
+
+    def raw_manifest(self, image: ImageRecord) -> bytes:
+        return read_file(os.path.join(self.image_dir(image.id), "manifest.json"))
+
+    def raw_config(self, image: ImageRecord) -> bytes:
+        return read_file(os.path.join(self.image_dir(image.id), "config.json"))
+
+    def config(self, image: ImageRecord) -> dict[str, Any]:
+        return json.loads(self.raw_config(image))
+
+    # -- names -----------------------------------------------------------------------------
+    def tag(self, ref: str, name: str) -> ImageRecord:
+        name = normalize_name(name)
+        with self.writing() as meta:
+            image = resolve_image(meta, ref)
+            image = with_names(image, claim_names(meta, image.id, [name]))
+            meta.images[image.id] = image
+        return image
+
+    # -- staging and trash -----------------------------------------------------------------
+    def new_staging(self) -> Staging:
+        return Staging(self.path("staging", secrets.token_hex(8)))
+
+    def to_trash(self, path: str) -> None:
+        os.rename(path, self.path("trash", f"{os.path.basename(path)}-{secrets.token_hex(4)}"))
+
+    def empty_trash(self) -> None:
+        trash = self.path("trash")
+        for name in os.listdir(trash):
+            rmtree(os.path.join(trash, name))
+
+    def link_layer(self, chain_id: str, link: str) -> None:
+        """The short name ``l/<link>`` of a layer's files, for long overlay stacks."""
+        os.symlink(f"../layers/{hex_of(chain_id)}/diff", self.path("l", link))
+
+
+class Staging:
+    """A staging directory owned by this process for as long as it exists."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(path)
+        self.owner = OwnerLock(os.path.join(path, ".owner"))
+
+    def discard(self) -> None:
+        rmtree(self.path)
+        self.owner.release()
+
+
+def short_id() -> str:
+    return base64.b32encode(secrets.token_bytes(10)).decode()[:SHORT_ID_LEN]
+
+
+def read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise StoreError(f"cannot read {path}: {e.strerror}") from None
+
+
+def rmtree(path: str) -> None:
+    """Remove a tree even where the image made directories read-only."""
+
+    def onerror(func: Any, p: str, exc: Any) -> None:
+        parent = os.path.dirname(p)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, stat.S_IRWXU)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, stat.S_IRWXU)
+                shutil.rmtree(p, onerror=onerror)
+            else:
+                os.unlink(p)
+
+    if os.path.lexists(path):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=onerror)
+        else:
+            os.unlink(path)
