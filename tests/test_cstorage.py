@@ -19,9 +19,9 @@ from imgscan.cstorage.scan import scan_in_place
 from imgscan.cstorage.store import ContainersStorage
 from imgscan.errors import ImageError, MountError, ReferenceError_, StoreError, UsageError
 from imgscan.images.archive import open_docker_archive
-from imgscan.mount.layerindex import load_index
+from imgscan.store.layerindex import load_index
 from imgscan.mount.overlay import mounted_paths, unmount
-from imgscan.mount.store import Store
+from imgscan.store.store import Store
 from imgscan.scan import Scanner
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None or os.geteuid() != 0,
