@@ -14,11 +14,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imgscan.errors import ImageError
+from imgscan.errors import ImageError, UsageError
 from imgscan.images.interface import BlobSource, Platform, SourceImage
 from imgscan.model import Report
+from imgscan.otherstores import (
+    SOURCES,
+    is_other_store_ref,
+    mount_other,
+    open_other_source,
+    umount_other,
+)
 
-TRANSPORTS = ("oci:", "oci-archive:", "docker-archive:", "docker://", "dir:")
+__all__ = ["SOURCES", "mount_other", "umount_other"]
+
+TRANSPORTS = ("oci:", "oci-archive:", "docker-archive:", "docker://", "dir:",
+              "containers-storage:", "docker-daemon:")
 
 
 def is_transport_ref(ref: str) -> bool:
@@ -58,6 +68,8 @@ def open_source(ref: str, platform: str | Platform | None = None,
 
     if isinstance(platform, str):
         platform = Platform.parse(platform)
+    if is_other_store_ref(ref):
+        return open_other_source(ref, platform)
     return open_image(ref, platform, **registry_opts)
 
 
@@ -86,6 +98,10 @@ def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = No
     if ref.startswith("dir:"):
         return scanner.scan_dir(ref[4:])
     store = store or open_store(root)
+    if ref.startswith("containers-storage:"):
+        from imgscan.otherstores import scan_containers_storage
+
+        return scan_containers_storage(ref, scanner, store)  # in place, nothing imported
     image = pull(ref, platform=platform, store=store, **registry_opts) \
         if is_transport_ref(ref) else store.lookup(ref)
     return scanner.scan_image(store, image)
@@ -191,8 +207,21 @@ def inspect_target(ref: str, store: Any = None, root: str | None = None,
                          [t for t in (split_name(n)[1] for n in rec.names) if t is not None])
 
 
-def list_images(store: Any = None, root: str | None = None) -> list[dict[str, Any]]:
-    """The stored images as ``imgscan images --format json`` lists them."""
+def list_images(store: Any = None, root: str | None = None,
+                source: str = "imgscan") -> list[dict[str, Any]]:
+    """The stored images as ``imgscan images --format json`` lists them; ``source`` lists
+    another tool's images in the same rows instead: ``containers-storage`` (optionally
+    ``containers-storage:[driver@graph+run]``) or ``docker-daemon``."""
+    if source.startswith("containers-storage"):
+        from imgscan.otherstores import cs_image_rows
+
+        return cs_image_rows(source[len("containers-storage:"):])
+    if source == "docker-daemon":
+        from imgscan.otherstores import daemon_image_rows
+
+        return daemon_image_rows()
+    if source != "imgscan":
+        raise UsageError(f"unknown image source {source!r} (one of {', '.join(SOURCES)})")
     from imgscan.inventory import image_rows
 
     return image_rows(store or open_store(root))
