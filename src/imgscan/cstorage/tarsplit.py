@@ -28,11 +28,7 @@ def tar_split_path(graph_root: str, layer_id: str) -> str:
 
 
 def _entries(path: str, what: str) -> Iterator[dict]:  # type: ignore[type-arg]
-    try:
-        f = gzip.open(path, "rb")
-    except OSError as e:
-        raise ImageError(f"{what}: cannot open its tar-split: {e.strerror}") from None
-    with f:
+    with gzip.open(path, "rb") as f:
         try:
             for line in f:
                 if line.strip():

@@ -123,6 +123,17 @@ class Engine:
             raise ImageError(f"{self.what}: image {name}: bad answer")
         return doc
 
+    def load(self, data: Any) -> str:
+        """``POST /images/load`` of a docker-archive (bytes or a file); the daemon's answer."""
+        self.check()
+        r = self._request("POST", "/images/load?quiet=1", body=data,
+                          headers={"Content-Type": "application/x-tar"},
+                          timeout=urllib3.Timeout(connect=10, read=600))
+        text = r.data.decode("utf-8", "replace")
+        if r.status != 200 or '"error"' in text:
+            raise ImageError(f"{self.what}: load failed: HTTP {r.status}: {text[:300]}")
+        return text
+
     def save_to(self, name: str, out: Any) -> int:
         """Write ``GET /images/{name}/get`` to ``out`` as it arrives; the byte count."""
         self.check()
@@ -193,7 +204,7 @@ def image_rows(engine: Engine | None = None) -> list[dict[str, Any]]:
             info = eng.image(iid)
             layers = ((info.get("RootFS") or {}).get("Layers")) or []
             created = d.get("Created")
-            when = datetime.datetime.fromtimestamp(int(created), datetime.timezone.utc) \
+            when = datetime.datetime.fromtimestamp(int(created), datetime.UTC) \
                 .strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(created, int) else ""
             tags = [t for t in d.get("RepoTags") or [] if t and t != "<none>:<none>"]
             digests = [x.split("@", 1)[1] for x in d.get("RepoDigests") or [] if "@" in x]
