@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
-from imagebuild import D, Entry, F, ImageSpec, Layer, layer_tar, write_docker_archive
+import cstorage_fixtures as cf
+from imagebuild import D, F, ImageSpec, Layer, layer_tar, write_docker_archive
 from imgscan.cstorage.conf import StoreConfig, parse_store_reference
 from imgscan.cstorage.layerwalk import walk_layer
 from imgscan.cstorage.mount import mount_image, mounts, umount_image
@@ -19,51 +19,23 @@ from imgscan.cstorage.scan import scan_in_place
 from imgscan.cstorage.store import ContainersStorage
 from imgscan.errors import ImageError, MountError, ReferenceError_, StoreError, UsageError
 from imgscan.images.archive import open_docker_archive
-from imgscan.store.layerindex import load_index
-from imgscan.mount.overlay import mounted_paths, unmount
-from imgscan.store.store import Store
+from imgscan.mount.overlay import mounted_paths
 from imgscan.scan import Scanner
+from imgscan.store.layerindex import load_index
+from imgscan.store.store import Store
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None or os.geteuid() != 0,
                                 reason="needs podman and root")
 
-NAME = "example.com/demo:1"
-
-
-def _layers() -> list[Layer]:
-    l1 = Layer(layer_tar([
-        D("etc"), F("etc/os-release", 'ID=debian\nVERSION_ID="12"\n'),
-        D("usr"), D("usr/bin"), F("usr/bin/su", b"x" * 10, mode=0o4755),
-        Entry("usr/bin/su2", "hardlink", linkname="usr/bin/su", mode=0o4755),
-        F("etc/secret.txt", "x"),
-    ]))
-    l2 = Layer(layer_tar([
-        D("etc"), F("etc/.wh.secret.txt"), D("opt"), F("opt/.wh..wh..opq"),
-        F("opt/a", "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n"),
-    ]))
-    return [l1, l2]
+NAME = cf.NAME
+_layers = cf._layers
+_keyed = cf._keyed
 
 
 @pytest.fixture
 def podman_store(tmp_path):  # type: ignore[no-untyped-def]
-    # podman refuses a run root longer than 50 characters: a short one beside tmp_path
-    short = tempfile.mkdtemp(prefix="cs", dir="/tmp")
-    root, run = str(tmp_path / "root"), os.path.join(short, "run")
-    archive = str(tmp_path / "img.tar")
-    write_docker_archive(archive, [(ImageSpec(_layers()), [NAME])])
-
-    def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["podman", "--root", root, "--runroot", run,
-                               "--storage-driver", "overlay", *args],
-                              capture_output=True, text=True, check=check, timeout=120)
-
-    loaded = podman("load", "-i", archive, check=False)
-    assert loaded.returncode == 0, loaded.stderr
-    yield ContainersStorage(StoreConfig("", root, run)), podman, archive
-    for p in sorted((p for p in mounted_paths() if p.startswith(str(tmp_path))),
-                    key=len, reverse=True):
-        unmount(p, detach=True)
-    shutil.rmtree(short, ignore_errors=True)
+    with cf.podman_store(tmp_path) as x:
+        yield x
 
 
 def test_bracket_syntax() -> None:
@@ -100,12 +72,6 @@ def test_walk_equals_store_index(podman_store, tmp_path) -> None:  # type: ignor
         chain = cs.chain(cs.lookup(NAME))
     for lay, cid in zip(chain, rec.layers, strict=True):
         assert walk_layer(cs.diff_path(lay)) == load_index(store.index_path(cid))
-
-
-def _keyed(report):  # type: ignore[no-untyped-def]
-    return ([(f.id, f.location.path, f.location.layer, f.location.hidden_by)
-             for f in report.findings],
-            [(p.name, p.version, p.type, p.layer, p.locations) for p in report.packages])
 
 
 def test_scan_in_place_equals_docker_archive(podman_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -205,3 +171,208 @@ def test_bad_stores(tmp_path, podman_store) -> None:  # type: ignore[no-untyped-
             scan_in_place(cs, NAME, Scanner(), str(tmp_path / "cache"))
     finally:
         os.rename(cs.diff_path(top) + ".gone", cs.diff_path(top))
+
+
+# -- through the CLI -------------------------------------------------------------------
+def _cli(*args: str, user: str | None = None, env: dict[str, str] | None = None,
+         timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    import shlex
+    import sys
+
+    cmd = [sys.executable, "-m", "imgscan", *args]
+    if user:
+        src = os.path.join(os.path.dirname(__file__), "..", "src")
+        line = " ".join(shlex.quote(c) for c in cmd)
+        extra = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+        return subprocess.run(["su", user, "-c", f"cd ~ && env PYTHONPATH={src} {extra} "
+                               f"{line}"], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def _spec(cs: ContainersStorage) -> str:
+    return f"containers-storage:[overlay@{cs.graph_root}+{cs.run_root}]"
+
+
+def test_cli_images_inspect_pull(podman_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    cs, podman, _ = podman_store
+    r = _cli("images", "--source", _spec(cs), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)
+    iid = podman("images", "--no-trunc", "-q", NAME).stdout.strip()
+    assert row["id"] == iid and row["names"] == [NAME] and row["layers"] == 2
+    assert row["platform"] == "linux/amd64"
+    r = _cli("inspect", _spec(cs) + NAME)
+    assert r.returncode == 0, r.stderr
+    mine = json.loads(r.stdout)
+    theirs = json.loads(subprocess.run(
+        ["skopeo", "inspect", _spec(cs) + NAME], capture_output=True, text=True,
+        check=True).stdout) if shutil.which("skopeo") else None
+    if theirs:
+        assert mine["Digest"] == theirs["Digest"] and mine["Layers"] == theirs["Layers"]
+    root = str(tmp_path / "s")
+    r = _cli("pull", _spec(cs) + NAME, "--root", root)
+    assert r.returncode == 0 and r.stdout.strip() == iid, r.stderr
+    assert _cli("images", "--root", root).stdout.count(NAME) == 1
+
+
+def _tree(top: str) -> dict[str, tuple[object, ...]]:
+    import stat as st_
+
+    out = {}
+    for d, dirs, files in os.walk(top):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            s = os.lstat(p)
+            out[os.path.relpath(p, top)] = (
+                st_.S_IFMT(s.st_mode), st_.S_IMODE(s.st_mode), s.st_uid, s.st_gid,
+                s.st_size if st_.S_ISREG(s.st_mode) else 0,
+                os.readlink(p) if st_.S_ISLNK(s.st_mode) else "")
+    return out
+
+
+def test_cli_mount_tree_equals_podman(podman_store) -> None:  # type: ignore[no-untyped-def]
+    cs, podman, _ = podman_store
+    r = _cli("mount", _spec(cs) + NAME)
+    assert r.returncode == 0, r.stderr
+    path = r.stdout.strip()
+    assert path in podman("image", "mount").stdout  # podman knows it
+    mine = _tree(path)
+    r = _cli("umount", _spec(cs) + NAME)
+    assert r.returncode == 0 and "unmounted" in r.stdout
+    assert path not in mounted_paths()
+    theirs_path = podman("image", "mount", NAME).stdout.strip()
+    theirs = _tree(theirs_path)
+    podman("image", "umount", NAME)
+    assert mine == theirs and "usr/bin/su" in mine and "etc/secret.txt" not in mine
+    assert _cli("umount", _spec(cs) + NAME).returncode == 3
+
+
+def _one_error(r: subprocess.CompletedProcess[str] | object, want: str) -> None:
+    code = getattr(r, "returncode", getattr(r, "exit_code", None))
+    text = getattr(r, "stderr", None) if hasattr(r, "returncode") else r.output  # type: ignore[attr-defined]
+    lines = str(text).strip().splitlines()
+    assert code == 3, (code, text)
+    assert len(lines) == 1 and lines[0].startswith("imgscan: error: ") and want in lines[0], \
+        lines
+
+
+def test_cli_bad_input(podman_store, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from imgscan.cli import main
+
+    cs, _, _ = podman_store
+    root = str(tmp_path / "s")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    vfs = tmp_path / "vfs"
+    (vfs / "vfs-images").mkdir(parents=True)
+    for ref, want in ((f"[overlay@{plain}+/tmp/r]x", "not a containers/storage store"),
+                      (f"[{tmp_path}/nope+/tmp/r]x", "no such directory"),
+                      (f"[{vfs}+/tmp/r]x", "'vfs' driver is not supported"),
+                      (f"[btrfs@{cs.graph_root}+{cs.run_root}]x", "only overlay"),
+                      (f"[overlay@{cs.graph_root}+{cs.run_root}]nosuch", "no image")):
+        for cmd in ("scan", "pull", "inspect", "mount"):
+            args = [cmd, "containers-storage:" + ref]
+            _one_error(_cli(*args, "--root", root) if cmd != "inspect" else _cli(*args), want)
+    # a layer whose diff/ is missing
+    with cs.reading():
+        top = cs.lookup(NAME).top_layer
+    os.rename(cs.diff_path(top), cs.diff_path(top) + ".gone")
+    try:
+        for cmd in ("scan", "pull", "mount"):
+            _one_error(_cli(cmd, _spec(cs) + NAME, "--root", root), "has no diff/ directory")
+    finally:
+        os.rename(cs.diff_path(top) + ".gone", cs.diff_path(top))
+    # the image's files removed behind c/storage's back while imgscan reads them
+    import imgscan.cstorage.scan as cscan
+    import imgscan.cstorage.tarsplit as tsplit
+
+    real_walk, real_chunks = cscan.walk_layer, tsplit.layer_chunks
+    gone = cs.diff_path(top) + ".gone"
+
+    def walk_vanishing(diff, *a, **kw):  # type: ignore[no-untyped-def]
+        if diff == cs.diff_path(top):
+            os.rename(diff, gone)
+        return real_walk(diff, *a, **kw)
+
+    def chunks_vanishing(graph, lid, diff, what):  # type: ignore[no-untyped-def]
+        if diff == cs.diff_path(top):
+            os.rename(diff, gone)
+        return real_chunks(graph, lid, diff, what)
+
+    monkeypatch.setattr(cscan, "walk_layer", walk_vanishing)
+    monkeypatch.setattr(tsplit, "layer_chunks", chunks_vanishing)
+    try:
+        for cmd in ("scan", "pull"):
+            r = CliRunner().invoke(main, [cmd, _spec(cs) + NAME, "--root", root])
+            _one_error(r, "vanished" if cmd == "scan" else "changed or vanished")
+            os.rename(gone, cs.diff_path(top))
+    finally:
+        if os.path.exists(gone):
+            os.rename(gone, cs.diff_path(top))
+    from imgscan.store.store import Store as S
+
+    assert S(root).images() == []  # nothing written
+    assert not [p for p in mounted_paths() if p.startswith(cs.graph_root)]
+
+
+def test_concurrent_podman_churn(podman_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """While imgscan scans and mounts, podman loads, tags and removes other images in the
+    same store for 15 s: no crash, the same result every time, podman fine afterwards."""
+    import json
+
+    cs, podman, _ = podman_store
+    others = []
+    for i in range(3):
+        p = str(tmp_path / f"other{i}.tar")
+        write_docker_archive(p, [(ImageSpec([Layer(layer_tar([
+            D("srv"), F(f"srv/f{i}", f"other {i}\n" * 1000)]))]), [f"example.com/o{i}:1"])])
+        others.append(p)
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def churn() -> None:
+        n = 0
+        while not stop.is_set():
+            i = n % 3
+            for args in (("load", "-i", others[i]), ("tag", f"example.com/o{i}:1",
+                                                      f"example.com/o{i}:t{n}"),
+                         ("rmi", "-f", f"example.com/o{i}:1", f"example.com/o{i}:t{n}")):
+                r = podman(*args, check=False)
+                if r.returncode != 0:
+                    errors.append(f"podman {' '.join(args)}: {r.stderr.strip()}")
+            n += 1
+
+    t = threading.Thread(target=churn)
+    t.start()
+    results = set()
+    rounds = 0
+    deadline = time.monotonic() + 15
+    try:
+        while time.monotonic() < deadline:
+            r = _cli("--quiet", "scan", _spec(cs) + NAME, "--format", "json",
+                     "--root", str(tmp_path / "s"))
+            assert r.returncode == 0, r.stderr
+            doc = json.loads(r.stdout)
+            results.add(json.dumps(([(f["id"], f["location"]["path"]) for f in
+                                     doc["findings"]], [p["name"] for p in doc["packages"]])))
+            m = _cli("mount", _spec(cs) + NAME)
+            assert m.returncode == 0, m.stderr
+            assert os.path.exists(os.path.join(m.stdout.strip(), "usr/bin/su"))
+            u = _cli("umount", _spec(cs) + NAME)
+            assert u.returncode == 0, u.stderr
+            rounds += 1
+    finally:
+        stop.set()
+        t.join(120)
+    assert rounds >= 2 and len(results) == 1
+    assert not errors, errors[:3]
+    assert podman("images").returncode == 0
+    path = podman("image", "mount", NAME).stdout.strip()
+    assert os.path.exists(os.path.join(path, "opt/a"))
+    podman("image", "umount", NAME)
+    assert podman("image", "mount").stdout.strip() == ""

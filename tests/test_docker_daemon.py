@@ -15,8 +15,8 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from test_cstorage import NAME, _keyed, podman_store  # noqa: F401 - a fixture
 
+import cstorage_fixtures as cf
 from imgscan import api
 from imgscan.cli import main
 from imgscan.images.docker_daemon import Engine
@@ -34,7 +34,7 @@ def dockerd():  # type: ignore[no-untyped-def]
     base = tempfile.mkdtemp(prefix="dk", dir="/tmp")
     data, exe = os.path.join(base, "data"), os.path.join(base, "exec")
     sock, pidf = os.path.join(base, "d.sock"), os.path.join(base, "d.pid")
-    log = open(os.path.join(base, "log"), "wb")  # noqa: SIM115 - kept for the session
+    log = open(os.path.join(base, "log"), "wb")
     proc = subprocess.Popen(
         ["dockerd", "--iptables=false", "--bridge=none", "--storage-driver=overlay2",
          "--data-root", data, "--exec-root", exe, "-H", f"unix://{sock}", "--pidfile", pidf],
@@ -66,6 +66,16 @@ def dockerd():  # type: ignore[no-untyped-def]
                         key=len, reverse=True):
             unmount(p, detach=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+NAME = cf.NAME
+_keyed = cf._keyed
+
+
+@pytest.fixture
+def podman_store(tmp_path):  # type: ignore[no-untyped-def]
+    with cf.podman_store(tmp_path) as x:
+        yield x
 
 
 @pytest.fixture
