@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -376,3 +377,96 @@ def test_concurrent_podman_churn(podman_store, tmp_path) -> None:  # type: ignor
     assert os.path.exists(os.path.join(path, "opt/a"))
     podman("image", "umount", NAME)
     assert podman("image", "mount").stdout.strip() == ""
+
+
+ROOTLESS_USER = "imgscanu"
+ROOTLESS_NAME = "example.com/rootless:1"
+
+
+def _owned_layers() -> list[Layer]:
+    return [*cf._layers(), Layer(layer_tar([
+        D("usr"), D("usr/local"), D("usr/local/bin"),
+        F("usr/local/bin/www", b"y" * 5, mode=0o4750, uid=33, gid=42),
+        F("usr/local/bin/games", b"z" * 7, mode=0o2755, uid=1000, gid=60),
+        D("home"), D("home/u", mode=0o700, uid=1000, gid=1000),
+        F("home/u/.netrc", "machine x login u password hunter2hunter2\n", mode=0o600,
+          uid=1000, gid=1000)]))]
+
+
+@pytest.fixture
+def rootless_store(tmp_path):  # type: ignore[no-untyped-def]
+    """The test image in a real rootless podman store of a real user."""
+    if shutil.which("newuidmap") is None or shutil.which("useradd") is None:
+        pytest.skip("needs uidmap and useradd")
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(ROOTLESS_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-m", ROOTLESS_USER], check=True)
+        pw = pwd.getpwnam(ROOTLESS_USER)
+
+    def as_user(cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(["su", ROOTLESS_USER, "-c", f"cd ~ && {cmd}"], capture_output=True,
+                           text=True, timeout=300)
+        assert not check or r.returncode == 0, r.stderr
+        return r
+
+    # the native overlay driver (podman would otherwise pick vfs for a new user here)
+    as_user('mkdir -p ~/.config/containers && printf \'[storage]\\ndriver = "overlay"\\n\' '
+            "> ~/.config/containers/storage.conf")
+    archive = os.path.join(pw.pw_dir, "imgscan-test.tar")
+    write_docker_archive(archive, [(ImageSpec(_owned_layers()), [ROOTLESS_NAME])])
+    os.chmod(archive, 0o644)
+    as_user(f"podman load -i {archive}")
+    try:
+        yield pw, as_user, archive
+    finally:
+        as_user(f"podman rmi -f {ROOTLESS_NAME}", check=False)
+        as_user("rm -rf ~/imgscan-test-store", check=False)
+        os.unlink(archive)
+
+
+def _setuid_view(doc: dict) -> list[tuple[object, ...]]:  # type: ignore[type-arg]
+    return sorted((f["rule_id"], f["location"]["path"], (f["location"]["layer"] or {})
+                   .get("index"), f["evidence"]) for f in doc["findings"])
+
+
+def test_rootless_store(rootless_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import sys
+
+    pw, as_user, archive = rootless_store
+    graph = os.path.join(pw.pw_dir, ".local/share/containers/storage")
+    # on disk: container uid 0 is the user, uid N is 100000+N-1
+    found = subprocess.run(["find", os.path.join(graph, "overlay"), "-path",
+                            "*/diff/usr/local/bin/www", "-printf", "%U:%G %m"],
+                           capture_output=True, text=True).stdout.strip()
+    assert found == "100032:100041 4750", found
+    py = sys.executable
+    rootless = as_user(f"{py} -m imgscan --quiet scan containers-storage:{ROOTLESS_NAME} "
+                       "--format json --root ~/imgscan-test-store")
+    mine = json.loads(rootless.stdout)
+    # the same image in root's store
+    short = tempfile.mkdtemp(prefix="cs", dir="/tmp")
+    try:
+        spec = f"[overlay@{tmp_path}/root+{short}/run]"
+        subprocess.run(["podman", "--root", f"{tmp_path}/root", "--runroot", f"{short}/run",
+                        "--storage-driver", "overlay", "load", "-i", archive],
+                       check=True, capture_output=True)
+        r = _cli("--quiet", "scan", f"containers-storage:{spec}{ROOTLESS_NAME}",
+                 "--format", "json", "--root", str(tmp_path / "s"))
+        assert r.returncode == 0, r.stderr
+        theirs = json.loads(r.stdout)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    assert _setuid_view(mine) == _setuid_view(theirs)
+    ev = {f["location"]["path"]: f["evidence"] for f in mine["findings"]}
+    assert "owner 33 group 42" in ev["/usr/local/bin/www"]
+    assert "owner 1000 group 60" in ev["/usr/local/bin/games"]
+    assert "/home/u/.netrc" in {f["location"]["path"] for f in mine["findings"]}
+    # mounting: says why not and what works
+    m = as_user(f"{py} -m imgscan mount containers-storage:{ROOTLESS_NAME}", check=False)
+    lines = m.stderr.strip().splitlines()
+    assert m.returncode == 3 and len(lines) == 1, m.stderr
+    assert "needs root" in lines[0] and "imgscan scan" in lines[0]

@@ -53,6 +53,10 @@ def scan_containers_storage(ref: str, scanner: Any, store: Any) -> Any:
     from imgscan.cstorage.scan import scan_in_place
 
     cs, image = open_containers_storage(ref)
+    from imgscan.cstorage.userns import in_store_namespace, needs_namespace
+
+    if needs_namespace(cs.graph_root):  # a rootless store: read it as podman unshare would
+        return in_store_namespace(scan_in_place, cs, image, scanner, store.path("cache"))
     return scan_in_place(cs, image, scanner, store.path("cache"))
 
 

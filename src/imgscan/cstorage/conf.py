@@ -108,9 +108,12 @@ def _default_roots() -> tuple[str, str]:
     if not _rootless():
         return "/var/lib/containers/storage", "/run/containers/storage"
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
-    if not os.path.isdir(runtime):
-        runtime = f"/tmp/storage-run-{os.geteuid()}"
+    uid = os.geteuid()
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or ""
+    if not runtime:
+        # podman's fallbacks when XDG_RUNTIME_DIR is unset (su, cron), then c/storage's
+        tries = (f"/run/user/{uid}", f"/tmp/podman-run-{uid}", f"/tmp/storage-run-{uid}")
+        runtime = next((t for t in tries if os.path.isdir(t)), tries[-1])
     return os.path.join(data, "containers", "storage"), os.path.join(runtime, "containers")
 
 
