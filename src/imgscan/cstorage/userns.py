@@ -82,11 +82,11 @@ def in_store_namespace(fn: Callable[..., T], *args: Any) -> T:
             if os.read(go_r, 1) != b"1":
                 raise StoreError("cannot map the store's ids (newuidmap/newgidmap failed)")
             result: tuple[str, Any] = ("ok", fn(*args))
-        except BaseException as e:  # noqa: BLE001 - every outcome goes back to the parent
+        except BaseException as e:
             result = ("err", e)
         try:
             data = pickle.dumps(result)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             data = pickle.dumps(("err", StoreError(f"unpicklable result: {e}")))
             code = 1
         view = memoryview(data)
