@@ -251,6 +251,16 @@ class ContainersStorage:
         for cand in candidate_names(ref):
             if cand in by_name:
                 return by_name[cand]
+        # libimage's last resort for a short name: a stored name whose repository ends in
+        # "/" + the short repository, with the same tag or digest
+        wanted = candidate_names(ref)[0].removeprefix("localhost/")
+        if not _is_qualified(ref):
+            hits = {img.id: img for n, img in by_name.items() if n.endswith("/" + wanted)}
+            if len(hits) == 1:
+                return next(iter(hits.values()))
+            if len(hits) > 1:
+                raise ReferenceError_(f"containers-storage: short name {ref!r} matches "
+                                      f"{len(hits)} images; give the full name")
         raise ReferenceError_(f"containers-storage: no image {ref!r} in "
                               f"{self.graph_root}")
 
@@ -263,8 +273,7 @@ def candidate_names(ref: str) -> list[str]:
         name += ":latest"
     tail = f"@{digest}" if sep else ""
     first = name.split("/", 1)[0]
-    qualified = "/" in name and ("." in first or ":" in first or first == "localhost")
-    if qualified:
+    if _is_qualified(name):
         out = [name + tail]
         if first == "docker.io" and name.count("/") == 1:
             out.append(name.replace("docker.io/", "docker.io/library/", 1) + tail)
@@ -275,6 +284,11 @@ def candidate_names(ref: str) -> list[str]:
         if reg == "docker.io" and "/" not in name:
             out.append(f"docker.io/library/{name}{tail}")
     return out
+
+
+def _is_qualified(ref: str) -> bool:
+    first = ref.split("/", 1)[0]
+    return "/" in ref and ("." in first or ":" in first or first == "localhost")
 
 
 def _read_json_list(path: str, required: bool) -> list[dict[str, Any]]:
