@@ -470,3 +470,17 @@ def test_rootless_store(rootless_store, tmp_path) -> None:  # type: ignore[no-un
     lines = m.stderr.strip().splitlines()
     assert m.returncode == 3 and len(lines) == 1, m.stderr
     assert "needs root" in lines[0] and "imgscan scan" in lines[0]
+
+
+def test_podman_rmi_of_an_imgscan_mount(podman_store) -> None:  # type: ignore[no-untyped-def]
+    """containers/storage unmounts and deletes a mounted image; imgscan says so afterwards."""
+    cs, podman, _ = podman_store
+    r = _cli("mount", _spec(cs) + NAME)
+    assert r.returncode == 0, r.stderr
+    path = r.stdout.strip()
+    assert path in mounted_paths()
+    assert podman("rmi", NAME, check=False).returncode == 0
+    assert path not in mounted_paths() and not os.path.exists(path)
+    r = _cli("umount", _spec(cs) + NAME)
+    assert r.returncode == 3 and "no image" in r.stderr
+    assert podman("image", "mount").stdout.strip() == ""
