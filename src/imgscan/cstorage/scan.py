@@ -52,6 +52,9 @@ def scan_in_place(cs: ContainersStorage, ref: str, scanner: Any, cache_root: str
             except FileNotFoundError:
                 raise ImageError(f"containers-storage: layer {lay.id[:12]} vanished while "
                                  "it was read") from None
+            except PermissionError as e:
+                raise ImageError(f"containers-storage: layer {lay.id[:12]}: {e.filename}: "
+                                 "permission denied") from None
             layers.append(_Layer(lref, cs.diff_path(lay), entries))
         cache = LayerCache(cache_root)
         dispatcher = Dispatcher(scanner.file_analyzers, scanner.options, scanner.jobs)

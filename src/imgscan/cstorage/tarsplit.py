@@ -61,6 +61,10 @@ def layer_chunks(graph_root: str, layer_id: str, diff: str, what: str) -> Iterat
             full = os.path.join(os.fsencode(diff), rel)
             try:
                 fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except PermissionError:
+                raise ImageError(f"{what}: {os.fsdecode(rel)}: permission denied (a "
+                                 "rootless store's private files can only be read inside "
+                                 "its user namespace; `imgscan scan` does that)") from None
             except OSError as err:
                 raise ImageError(f"{what}: {os.fsdecode(rel)}: {err.strerror} (the layer "
                                  "changed or vanished while it was read)") from None
