@@ -85,7 +85,13 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--mount-runs", type=int, default=10)
     ap.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
+    ap.add_argument("--write-only", action="store_true",
+                    help="write the section from the last run's result.json; run nothing")
     args = ap.parse_args()
+    if args.write_only:
+        with open(os.path.join(common.WORK, "cstorage", "result.json")) as f:
+            write(json.load(f))
+        return 0
 
     trivy = trivy_bin()
     tver = subprocess.run([trivy, "--version"], capture_output=True, text=True).stdout.split(
@@ -201,11 +207,25 @@ def main() -> int:
     print(table)
     print(detail)
     print(verdict)
+    result = {"runs": args.runs, "mount_runs": args.mount_runs,
+              "total_tar": summary["total_tar"], "tver": tver, "table": table,
+              "detail": detail, "agree": agree, "verdict": verdict}
+    with open(os.path.join(work, "result.json"), "w") as f:
+        json.dump(result, f, indent=1)
     if args.write:
-        body = f"""## Other stores: containers-storage and docker-daemon (issue 14)
+        write(result)
+    return 0
+
+
+def write(r: dict) -> None:  # type: ignore[type-arg]
+    """The BENCHMARKS.md section from a run's result (``--write-only`` rewrites it from the
+    last run's ``result.json``)."""
+    runs, mount_runs, tver = r["runs"], r["mount_runs"], r["tver"]
+    table, detail, agree, verdict = r["table"], r["detail"], r["agree"], r["verdict"]
+    body = f"""## Other stores: containers-storage and docker-daemon (issue 14)
 
 The Debian image of the scan benchmark (debootstrap `--variant=minbase` bookworm in four
-layers plus a layer of pip distributions, {common.fmt_mb(summary['total_tar'])}
+layers plus a layer of pip distributions, {common.fmt_mb(r['total_tar'])}
 uncompressed), loaded into a private podman store (`podman load`) and into a private dockerd
 (`POST /images/load`; `dockerd --storage-driver=overlay2` on its own socket and data root).
 The same scanners where they overlap: OS and language packages and secrets.
@@ -221,11 +241,11 @@ The same scanners where they overlap: OS and language packages and secrets.
 - mount: `imgscan mount containers-storage:… && imgscan umount containers-storage:…` vs
   `podman image mount {NAME} && podman image umount {NAME}` (same store, one `bash -c` each).
 
-Medians of {args.runs} interleaved rounds for the scans (no warm-up), {args.mount_runs} for
+Medians of {runs} interleaved rounds for the scans (no warm-up), {mount_runs} for
 the mounts (one warm-up round); peak RSS is that of the largest process (`wait4` rusage).
 
-Reproduce: `python3 bench/bench_cstorage.py --runs {args.runs} --mount-runs \
-{args.mount_runs} --write`
+Reproduce: `python3 bench/bench_cstorage.py --runs {runs} --mount-runs \
+{mount_runs} --write`
 
 Machine: {common.machine_line()}
 
@@ -239,8 +259,7 @@ Same packages? {agree}
 
 {verdict}
 """
-        common.write_section("cstorage", body)
-    return 0
+    common.write_section("cstorage", body)
 
 
 if __name__ == "__main__":
