@@ -11,7 +11,7 @@ The image (built once under bench/.work/lang, deterministic inputs pinned in ben
 - layer 3, Go: two stdlib-only programs built here with ``go build`` plus copies of Go binaries
   found on the machine (gitleaks from the peer venv: 70 modules; Debian's skopeo and umoci).
 
-It is written as an OCI layout with imgscan.imagebuild and copied to a docker-archive with
+It is written as an OCI layout with tests/imagebuild.py and copied to a docker-archive with
 skopeo for Trivy. Contenders, interleaved in every run (in this order):
 - imgscan cold: ``imgscan scan oci:LAYOUT:bench --root FRESH --analyzers python,npm,gobinary,
   java,cargo-auditable --format json -o OUT`` (a new store: includes the import);
@@ -141,8 +141,8 @@ def build_image(work: str) -> tuple[str, str]:
     if os.path.exists(os.path.join(layout, "index.json")) and os.path.exists(archive):
         return layout, archive
     build_stage(work)
-    sys.path.insert(0, SRC)
-    from imgscan.imagebuild import ImageSpec, Layer, write_oci_layout
+    sys.path.insert(0, os.path.join(os.path.dirname(SRC), "tests"))
+    from imagebuild import ImageSpec, Layer, write_oci_layout
 
     layers = [Layer(tar_tree(os.path.join(work, "stage", n)), "gzip", f"bench {n} layer")
               for n in ("python", "node", "go")]

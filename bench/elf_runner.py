@@ -18,9 +18,11 @@ import time
 from multiprocessing import Pool
 from typing import Any
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+from analyzerharness import LocalFileInput, info_from_stat
 from imgscan.analyzers.elf import ElfAnalyzer, ElfFortifyPostAnalyzer
 from imgscan.analyzers.view import DirView
-from imgscan.testing import LocalFileInput, info_from_stat
 
 _ANALYZER = ElfAnalyzer()
 

@@ -21,9 +21,10 @@ import shutil
 import string
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+# the image builder is a test helper, kept with the tests (not in the installed package)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from imgscan.imagebuild import (
+from imagebuild import (
     WH,
     D,
     F,

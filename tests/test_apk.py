@@ -7,8 +7,8 @@ import random
 
 import pytest
 
+from analyzerharness import info_from_stat, run_analyzer
 from imgscan.analyzers.apk import ApkAnalyzer
-from imgscan.testing import info_from_stat, run_analyzer
 
 INSTALLED = """\
 C:Q1pcfTfDNEbNKQc2s1tia7da05M8Q=

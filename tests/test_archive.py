@@ -30,7 +30,7 @@ from imagebuild import (
     write_oci_layout,
 )
 from imgscan.api import default_names
-from imgscan.errors import DigestMismatch, ImageError, ReferenceError_, UnsafeLayerError
+from imgscan.errors import BadReferenceError, DigestMismatch, ImageError, UnsafeLayerError
 from imgscan.images import mediatypes as mt
 from imgscan.images.archive import open_docker_archive, open_oci_archive
 from imgscan.images.compression import open_decompressed
@@ -85,7 +85,7 @@ def test_skopeo_docker_archive(skopeo_archives) -> None:
     check_layers(img)
     tagged = open_image(f"docker-archive:{root}/X.tar:example.com/app:1")
     assert tagged.image_id == img.image_id
-    with pytest.raises(ReferenceError_, match="no image tagged 'app:1'"):
+    with pytest.raises(BadReferenceError, match="no image tagged 'app:1'"):
         open_image(f"docker-archive:{root}/X.tar:app:1")
 
 
@@ -116,7 +116,7 @@ def test_oci_archive_of_layout_matches_layout(tmp_path: Path) -> None:
         direct.manifest_digest, direct.image_id, direct.layers)
     check_layers(arch)
     assert open_oci_archive(str(tmp_path / "A.tar"), index=1).image_id == sha256(b.config_json())
-    with pytest.raises(ReferenceError_, match="more than one image in oci-archive"):
+    with pytest.raises(BadReferenceError, match="more than one image in oci-archive"):
         open_oci_archive(str(tmp_path / "A.tar"))
 
 
@@ -134,7 +134,7 @@ def test_legacy_docker_archive_selection(tmp_path: Path) -> None:
     a, b = spec("a"), spec("b")
     path = str(tmp_path / "d.tar")
     write_docker_archive(path, [(a, ["alpine:3.19"]), (b, ["app:1", "quay.io/x/app:latest"])])
-    with pytest.raises(ReferenceError_, match=r"more than one image in docker-archive .*"
+    with pytest.raises(BadReferenceError, match=r"more than one image in docker-archive .*"
                        r"available: @0 alpine:3\.19, @1 app:1,quay\.io/x/app:latest"):
         open_docker_archive(path)
     assert open_docker_archive(path, "docker.io/library/alpine:3.19").image_id == \
@@ -143,7 +143,7 @@ def test_legacy_docker_archive_selection(tmp_path: Path) -> None:
     assert img.image_id == sha256(b.config_json())
     assert img.names == ["app:1", "quay.io/x/app:latest"]
     assert open_image(f"docker-archive:{path}:@1").image_id == img.image_id
-    with pytest.raises(ReferenceError_, match="@2 is out of range"):
+    with pytest.raises(BadReferenceError, match="@2 is out of range"):
         open_docker_archive(path, index=2)
     check_layers(img)
 

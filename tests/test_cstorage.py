@@ -18,7 +18,7 @@ from imgscan.cstorage.layerwalk import walk_layer
 from imgscan.cstorage.mount import mount_image, mounts, umount_image
 from imgscan.cstorage.scan import scan_in_place
 from imgscan.cstorage.store import ContainersStorage
-from imgscan.errors import ImageError, MountError, ReferenceError_, StoreError, UsageError
+from imgscan.errors import BadReferenceError, ImageError, MountError, StoreError, UsageError
 from imgscan.images.archive import open_docker_archive
 from imgscan.mount.overlay import mounted_paths
 from imgscan.scan import Scanner
@@ -59,7 +59,7 @@ def test_lookup_by_name_id_and_prefix(podman_store) -> None:  # type: ignore[no-
         assert cs.lookup(iid).id == iid
         assert cs.lookup(iid[:6]).id == iid
         assert cs.lookup("sha256:" + iid).id == iid
-        with pytest.raises(ReferenceError_):
+        with pytest.raises(BadReferenceError):
             cs.lookup("nosuch")
         chain = cs.chain(cs.lookup(NAME))
     assert [lay.diff_id for lay in chain] == [lay.diff_id for lay in _layers()]

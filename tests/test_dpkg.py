@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from analyzerharness import LocalFileInput, info_from_stat, run_analyzer
 from imgscan.analyzers.dpkg import DpkgAnalyzer
-from imgscan.testing import LocalFileInput, info_from_stat, run_analyzer
 
 FMT = "${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\t" \
       "${db:Status-Abbrev}\n"

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from analyzerharness import run_analyzer
 from imgscan.analyzers.elf import ElfAnalyzer, ElfFortifyPostAnalyzer
 from imgscan.analyzers.elffile import ElfError as ElfFormatError
 from imgscan.analyzers.elfinspect import (
@@ -26,7 +27,6 @@ from imgscan.analyzers.elfinspect import (
     libc_chk_functions,
 )
 from imgscan.analyzers.view import DirView
-from imgscan.testing import run_analyzer
 
 HOST_LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 

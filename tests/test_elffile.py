@@ -12,6 +12,7 @@ from typing import BinaryIO, ClassVar
 
 import pytest
 
+from analyzerharness import LocalFileInput, info_from_stat
 from imgscan.analyzers.dispatch import WorkItem, analyze_items
 from imgscan.analyzers.elf import ElfAnalyzer
 from imgscan.analyzers.elffile import ElfError, ElfFile, is_elf_candidate
@@ -24,7 +25,6 @@ from imgscan.analyzers.interface import (
     FileKind,
 )
 from imgscan.analyzers.rust import RustAuditableAnalyzer
-from imgscan.testing import LocalFileInput, info_from_stat
 
 HOST_BIN = "/usr/bin/ls"
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from analyzerharness import LocalFileInput, info_from_stat, run_analyzer
 from imgscan.analyzers.gobinary import GoBinaryAnalyzer
 from imgscan.analyzers.interface import FileInfo, FileInput, FileKind
 from imgscan.purls import package_purl
-from imgscan.testing import LocalFileInput, info_from_stat, run_analyzer
 
 GO = shutil.which("go")
 
@@ -312,3 +312,35 @@ def test_mutated_headers_never_raise(go_bins: Path) -> None:
             lo, hi = rng.choice(region)
             base[rng.randrange(lo, min(hi, len(base)))] = rng.randrange(256)
         an.analyze(_BytesInput(bytes(base)))
+
+
+def test_symbols_only_when_asked(tmp_path) -> None:
+    """--vulns asks the gobinary analyzer for pclntab names (through the ELF reader it already
+    has open); without it there is no fact and the cache key is unchanged."""
+    import os
+    import shutil
+    import subprocess
+
+    from analyzerharness import run_analyzer
+    from imgscan.analyzers.gobinary import SYMBOLS_FACT, SYMBOLS_OPTION, GoBinaryAnalyzer
+    from imgscan.analyzers.interface import ScanOptions
+
+    go = shutil.which("go")
+    assert go, "go is not installed"
+    app = tmp_path / "src"
+    app.mkdir()
+    (app / "go.mod").write_text("module example.com/s\n\ngo 1.19\n")
+    (app / "main.go").write_text('package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(1) }\n')
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    subprocess.run([go, "build", "-ldflags=-s -w", "-o", str(root / "bin" / "s"), "."], cwd=app,
+                   check=True, env={**os.environ, "CGO_ENABLED": "0",
+                                    "GOFLAGS": "-mod=mod", "GOPROXY": "off"})
+    plain = GoBinaryAnalyzer()
+    assert plain.cache_key() == ""
+    assert SYMBOLS_FACT not in run_analyzer(plain, str(root)).facts
+    asked = GoBinaryAnalyzer(ScanOptions(extra={SYMBOLS_OPTION: True}))
+    assert asked.cache_key() != ""
+    rows = run_analyzer(asked, str(root)).facts[SYMBOLS_FACT]
+    assert len(rows) == 1 and "fmt.Println" in rows[0]["symbols"]
+    assert "pkg:fmt" in rows[0]["symbols"]

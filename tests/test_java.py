@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import imgscan.analyzers.java as java
+from analyzerharness import run_analyzer
 from imgscan.analyzers.interface import FileInfo, FileKind
 from imgscan.analyzers.java import JavaAnalyzer, parse_manifest, parse_properties
 from imgscan.purls import package_purl
-from imgscan.testing import run_analyzer
 
 
 def pom(group: str, artifact: str, version: str) -> tuple[str, bytes]:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from analyzerharness import run_analyzer
 from imgscan.analyzers.interface import FileInfo, FileKind
 from imgscan.analyzers.npm import NpmAnalyzer
 from imgscan.purls import package_purl
-from imgscan.testing import run_analyzer
 
 NPM = shutil.which("npm")
 LOCAL = ["debug@2.6.9", "ms@2.1.3", "humanize-ms@1.2.1", "@tootallnate/once@2.0.0",

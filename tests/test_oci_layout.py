@@ -27,7 +27,7 @@ from imagebuild import (
     sha256,
     write_oci_layout,
 )
-from imgscan.errors import DigestMismatch, ImageError, ReferenceError_
+from imgscan.errors import BadReferenceError, DigestMismatch, ImageError
 from imgscan.images.compression import open_decompressed
 from imgscan.images.interface import Platform, SourceImage
 from imgscan.images.oci_layout import open_oci_layout
@@ -142,27 +142,27 @@ def test_umoci_built_image(tmp_path: Path) -> None:
 def test_multi_image_choice(tmp_path: Path) -> None:
     a, b = spec("v1", marker="a"), spec("v2", marker="b")
     write_oci_layout(str(tmp_path), [a, b])
-    with pytest.raises(ReferenceError_, match=r"more than one image in oci layout .*choose one "
+    with pytest.raises(BadReferenceError, match=r"more than one image in oci layout .*choose one "
                        r"with :REF or @N; available: @0 v1 \(linux/amd64\), @1 v2"):
         open_oci_layout(str(tmp_path))
     assert open_oci_layout(str(tmp_path), ref="v2").image_id == sha256(b.config_json())
     assert open_oci_layout(str(tmp_path), index=0).image_id == sha256(a.config_json())
     assert open_image(f"oci:{tmp_path}:@1").names == ["v2"]
-    with pytest.raises(ReferenceError_, match="no image named 'v3'; available: @0 v1"):
+    with pytest.raises(BadReferenceError, match="no image named 'v3'; available: @0 v1"):
         open_oci_layout(str(tmp_path), ref="v3")
-    with pytest.raises(ReferenceError_, match="@2 is out of range"):
+    with pytest.raises(BadReferenceError, match="@2 is out of range"):
         open_oci_layout(str(tmp_path), index=2)
 
 
 def test_same_ref_twice_is_ambiguous(tmp_path: Path) -> None:
     write_oci_layout(str(tmp_path), [spec("dup", marker="a"), spec("dup", marker="b")])
-    with pytest.raises(ReferenceError_, match="more than one image named 'dup'"):
+    with pytest.raises(BadReferenceError, match="more than one image named 'dup'"):
         open_oci_layout(str(tmp_path), ref="dup")
 
 
 def test_empty_index(tmp_path: Path) -> None:
     write_oci_layout(str(tmp_path), [])
-    with pytest.raises(ReferenceError_, match=r"no image in index\.json"):
+    with pytest.raises(BadReferenceError, match=r"no image in index\.json"):
         open_oci_layout(str(tmp_path))
 
 
@@ -173,7 +173,7 @@ def test_unknown_media_types_skipped(single) -> None:
            "digest": put_blob(root, b"{}"), "size": 2}
     set_index(root, [odd, *entries, {"mediaType": "x/y", "digest": "not a digest"}])
     assert open_oci_layout(str(root)).image_id == sha256(s.config_json())
-    with pytest.raises(ReferenceError_, match="entry @0 is not an image or an index"):
+    with pytest.raises(BadReferenceError, match="entry @0 is not an image or an index"):
         open_oci_layout(str(root), index=0)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from analyzerharness import run_analyzer
 from imgscan.analyzers.osrelease import (
     OS_RELEASE_PRIORITY,
     OSReleaseAnalyzer,
@@ -16,7 +17,6 @@ from imgscan.analyzers.osrelease import (
     parse_os_release,
 )
 from imgscan.model import OSInfo
-from imgscan.testing import run_analyzer
 
 TRICKY = r"""# comment line
 NAME="Debian GNU/Linux"
@@ -147,7 +147,7 @@ def test_priority_and_required():
     assert OS_RELEASE_PRIORITY[:2] == ("etc/os-release", "usr/lib/os-release")
     a = OSReleaseAnalyzer()
     st = os.stat(__file__)
-    from imgscan.testing import info_from_stat
+    from analyzerharness import info_from_stat
 
     assert all(a.required(info_from_stat(p, st)) for p in OS_RELEASE_PRIORITY)
     assert not a.required(info_from_stat("etc/lsb-release", st))

@@ -419,7 +419,7 @@ def test_rpm_epoch_from_metadata() -> None:
      "put the version in 'versions'"),
     ("version = 1\n[[banned_packages]]\npurl = 'pkg:npm/x?arch=1'\nreason = 'r'\n",
      "does not match"),
-    ("version = 1\n[[banned_packages]]\npurl = 'pkg:apk/*/musl'\nversions = '<1.2'\n"
+    ("version = 1\n[[banned_packages]]\npurl = 'pkg:gem/rails'\nversions = '<1.2'\n"
      "reason = 'r'\n", "banned_packages entry 1: < needs a purl with a literal type"),
     ("version = 1\n[[banned_packages]]\npurl = 'pkg:*/x'\nversions = '>=1'\nreason = 'r'\n",
      "got a glob"),

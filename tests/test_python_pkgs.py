@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from analyzerharness import run_analyzer
 from imgscan.analyzers.interface import FileInfo, FileKind
 from imgscan.analyzers.python_pkgs import PythonAnalyzer
 from imgscan.purls import package_purl
-from imgscan.testing import run_analyzer
 
 WHEELS = ["six==1.16.0", "python-dateutil==2.8.2", "typing_extensions==4.5.0",
           "zope.event==4.6", "PySocks==1.7.1", "idna==3.4"]

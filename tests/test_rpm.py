@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import rpm_build as rb
+from analyzerharness import LocalFileInput, info_from_stat, run_analyzer
 from imgscan.analyzers.rpm import RpmAnalyzer, split_sourcerpm
 from imgscan.analyzers.rpm import header as header_mod
 from imgscan.analyzers.rpm.header import MAX_HEADER_SIZE, HeaderError, parse_header
-from imgscan.testing import LocalFileInput, info_from_stat, run_analyzer
 
 # CI clones the repo next to a copy of shared/; IMGSCAN_SHARED overrides for other layouts
 SHARED = Path(os.environ.get("IMGSCAN_SHARED")

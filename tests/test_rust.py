@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from analyzerharness import LocalFileInput, info_from_stat, run_analyzer
 from imgscan.analyzers.rust import RustAuditableAnalyzer
-from imgscan.testing import LocalFileInput, info_from_stat, run_analyzer
 
 AUDIT = {
     "format": 1,

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from analyzerharness import LocalFileInput, run_analyzer
 from imgscan.analyzers.interface import FileInfo, FileKind, ScanOptions
 from imgscan.analyzers.secrets import SecretsAnalyzer, SecretsConfigAnalyzer, scan_config
 from imgscan.model import LayerRef, Severity, to_jsonable
 from imgscan.secrets.engine import MAX_MATCHES_PER_FILE, SecretScanner, shannon_entropy
 from imgscan.secrets.redact import fingerprint, redact
 from imgscan.secrets.rules import RuleError, load_rules
-from imgscan.testing import LocalFileInput, run_analyzer
 
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 B64 = ALNUM + "+/"

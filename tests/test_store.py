@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from imagebuild import OPQ, WH, D, F, Layer, layer_tar
-from imgscan.errors import DigestMismatch, ImageError, ReferenceError_, StoreError
+from imgscan.errors import BadReferenceError, DigestMismatch, ImageError, StoreError
 from imgscan.store.store import Store, chain_ids
 
 
@@ -29,7 +29,7 @@ def test_import_names_and_lookup(store, make_image):
     assert store.lookup(rec.id).id == rec.id
     assert store.lookup(rec.id[7:19]).id == rec.id  # unique prefix without sha256:
     assert store.lookup("sha256:" + rec.id[7:15]).id == rec.id
-    with pytest.raises(ReferenceError_):
+    with pytest.raises(BadReferenceError):
         store.lookup("nope:1")
     assert rec.layers == tuple(chain_ids(img.diff_ids))
     assert store.raw_config(rec) == img.raw_config

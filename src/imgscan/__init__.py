@@ -6,7 +6,7 @@ The package root only carries the version and a few lazily imported entry points
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from imgscan._version import __version__
 
@@ -17,11 +17,12 @@ __all__ = ["GateConfig", "Store", "__version__", "audit", "gate_and_write", "pul
 _API = {"pull", "scan", "audit", "scan_atomic", "gate_and_write", "GateConfig"}
 
 if TYPE_CHECKING:  # pragma: no cover
+    from imgscan.api import audit, gate_and_write, pull, scan, scan_atomic
     from imgscan.gate import GateConfig
     from imgscan.store.store import Store
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "Store":
         from imgscan.store.store import Store
 

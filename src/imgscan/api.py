@@ -9,13 +9,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack
 
 from imgscan.errors import ImageError, UsageError
-from imgscan.images.interface import BlobSource, Platform, SourceImage
+from imgscan.images.interface import BlobSource, Platform, RegistryOptions, SourceImage
 from imgscan.model import Report
 from imgscan.otherstores import (
     SOURCES,
@@ -24,6 +27,25 @@ from imgscan.otherstores import (
     open_other_source,
     umount_other,
 )
+
+if TYPE_CHECKING:  # imported on first use: `imgscan mount` loads no analyzer and no writer
+    from imgscan.analyzers.interface import ScanOptions
+    from imgscan.gate import GateConfig as GateConfig
+    from imgscan.inventory import ImageRow
+    from imgscan.layers.stored import StoredLayer
+    from imgscan.model import ImageSummary
+    from imgscan.mount.mounts import MountRecord
+    from imgscan.pipeline import AuditEntry as AuditEntry
+    from imgscan.pipeline import AuditResult as AuditResult
+    from imgscan.pipeline import OutputSpec as OutputSpec
+    from imgscan.pipeline import WriterOptions as WriterOptions
+    from imgscan.pipeline import audit as audit
+    from imgscan.pipeline import gate_and_write as gate_and_write
+    from imgscan.pipeline import plan_outputs as plan_outputs
+    from imgscan.pipeline import scan_atomic as scan_atomic
+    from imgscan.scan import Scanner
+    from imgscan.store.records import ImageRecord, Problem
+    from imgscan.store.store import Store
 
 __all__ = ["SOURCES", "mount_other", "umount_other"]
 
@@ -36,10 +58,37 @@ def is_transport_ref(ref: str) -> bool:
     return ref.startswith(TRANSPORTS)
 
 
-def open_store(root: str | None = None, **kw: Any) -> Any:
+def open_store(root: str | None = None, *, max_layer_size: int | None = None,
+               max_entries: int | None = None, jobs: int | None = None) -> Store:
+    """The store at ``root`` (default: ``$IMGSCAN_ROOT``, else the user's or the system's),
+    refusing layers over ``max_layer_size`` uncompressed bytes or ``max_entries`` entries."""
+    from imgscan.store.limits import ExtractLimits
     from imgscan.store.store import Store
 
-    return Store(root, **kw)
+    limits = ExtractLimits()
+    if max_layer_size or max_entries:
+        limits = ExtractLimits(max_bytes=max_layer_size or limits.max_bytes,
+                               max_entries=max_entries or limits.max_entries)
+    return Store(root, limits=limits, jobs=jobs)
+
+
+def scan_options(analyzers: Sequence[str] | None = None, *, scan_binaries: bool = False,
+                 hidden: bool = True, show_secrets: bool = False,
+                 rule_dirs: Sequence[str] = (), disabled_rules: Sequence[str] = (),
+                 extra: Mapping[str, Any] | None = None) -> ScanOptions:
+    """``ScanOptions`` for a scan of ``analyzers`` (None: all). When the secrets analyzers
+    run, the rules are loaded now, so that a bad rule file is a usage error (exit 2) before
+    anything is pulled or scanned."""
+    from imgscan.analyzers.interface import ScanOptions
+
+    if rule_dirs or disabled_rules or analyzers is None or \
+            any(n.startswith("secrets") for n in analyzers):
+        from imgscan.secrets.rules import load_rules
+
+        load_rules(tuple(rule_dirs), tuple(disabled_rules))
+    return ScanOptions(scan_binaries=scan_binaries, hidden=hidden, show_secrets=show_secrets,
+                       rule_dirs=tuple(rule_dirs), disabled_rules=tuple(disabled_rules),
+                       extra=dict(extra or {}))
 
 
 def default_names(ref: str, image: SourceImage) -> list[str]:
@@ -63,7 +112,8 @@ def default_names(ref: str, image: SourceImage) -> list[str]:
 
 
 def open_source(ref: str, platform: str | Platform | None = None,
-                **registry_opts: Any) -> SourceImage:
+                **registry_opts: Unpack[RegistryOptions]) -> SourceImage:
+    """Open ``ref`` (``oci:…``, ``docker://…``, ...) in place, verified; nothing is stored."""
     from imgscan.images.open import open_image
 
     if isinstance(platform, str):
@@ -74,8 +124,8 @@ def open_source(ref: str, platform: str | Platform | None = None,
 
 
 def pull(ref: str, root: str | None = None, platform: str | Platform | None = None,
-         names: Sequence[str] | None = None, store: Any = None,
-         **registry_opts: Any) -> Any:
+         names: Sequence[str] | None = None, store: Store | None = None,
+         **registry_opts: Unpack[RegistryOptions]) -> ImageRecord:
     """Import an image into the store (verified, deduplicated by layer) and return its
     ``ImageRecord``. Pulling an image that is already there only adds names."""
     store = store or open_store(root)
@@ -87,24 +137,135 @@ def pull(ref: str, root: str | None = None, platform: str | Platform | None = No
         image.source.close()
 
 
+def vulns_db_path(root: str | None = None, db: str | os.PathLike[str] | None = None) -> Path:
+    """Where the vulnerability database is: ``db`` when given, else ``<store root>/vulns/
+    osv.sqlite`` (beside the images it is matched against, one per store)."""
+    if db is not None:
+        return Path(db)
+    from imgscan.store.core import default_root
+
+    return Path(root or default_root()) / "vulns" / "osv.sqlite"
+
+
+def import_vulns(paths: Sequence[str | os.PathLike[str]], root: str | None = None,
+                 db: str | os.PathLike[str] | None = None) -> Any:
+    """``imgscan db import``: OSV zip exports, directories and files into the database, in
+    one transaction; returns ``imgscan.vulns.ImportResult``."""
+    from imgscan.vulns import import_paths
+
+    return import_paths(vulns_db_path(root, db), paths)
+
+
+def vulns_status(root: str | None = None, db: str | os.PathLike[str] | None = None) -> Any:
+    """``imgscan db status``: ``imgscan.vulns.Status`` (``DatabaseError`` when none)."""
+    from imgscan.vulns import status
+
+    return status(vulns_db_path(root, db))
+
+
 def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = None,
-         options: Any = None, platform: str | Platform | None = None, store: Any = None,
-         jobs: int | None = None, **registry_opts: Any) -> Report:
-    """Scan an image: a store name or id, a transport reference (pulled first and kept), or
-    ``dir:PATH`` for an unpacked root filesystem."""
+         options: ScanOptions | None = None, platform: str | Platform | None = None,
+         store: Store | None = None, jobs: int | None = None, keep: bool = False, *,
+         vulns: bool = False, vulns_db: str | os.PathLike[str] | None = None,
+         only_fixed: bool = False, strict_reachability: bool = False,
+         **registry_opts: Unpack[RegistryOptions]) -> Report:
+    """Scan an image: a store name or id, a transport reference, or ``dir:PATH`` for an
+    unpacked root filesystem.
+
+    A transport reference is analyzed straight from its layer blobs: nothing is unpacked
+    and nothing enters the store (only per-layer results go to the store's cache). With
+    ``keep`` it is imported first (the layers are decompressed once, by the import) and
+    the stored image is scanned.
+
+    ``vulns=True`` matches the packages against the offline OSV database (``vulns_db``, else
+    the store's) through ``imgscan.vulns.match_report``; the database is opened before the
+    image is read, so a missing one fails fast (``DatabaseError``, exit 3) and asks the Go
+    analyzer for function names so that Go findings carry their reachability."""
     from imgscan.scan import Scanner
 
+    db_path = None
+    if vulns:
+        from imgscan.analyzers.interface import ScanOptions
+        from imgscan.vulns import check
+
+        db_path = vulns_db_path(root if store is None else getattr(store, "root", root),
+                                vulns_db)
+        check(db_path)  # exists and is of a known schema
+        options = options or ScanOptions()
+        options = dataclasses.replace(options, extra={**options.extra, "go_symbols": True})
     scanner = Scanner(analyzers, options, jobs=jobs)
     if ref.startswith("dir:"):
-        return scanner.scan_dir(ref[4:])
-    store = store or open_store(root)
-    if ref.startswith("containers-storage:"):
+        report = scanner.scan_dir(ref[4:])
+    else:
+        store = store or open_store(root)
+        report = _scan_image_ref(scanner, ref, store, platform, keep, registry_opts)
+    if db_path is None:
+        return report
+    from imgscan.vulns import match_report
+
+    return match_report(report, db_path, only_fixed=only_fixed,
+                        strict_reachability=strict_reachability)
+
+
+def _scan_image_ref(scanner: Scanner, ref: str, store: Store, platform: str | Platform | None,
+                    keep: bool, registry_opts: RegistryOptions) -> Report:
+    """A stored image from the store; a transport reference streamed from its blobs (or,
+    with ``keep``, imported first and then read from the store). ``containers-storage:``
+    is read in place unless ``keep``."""
+    if ref.startswith("containers-storage:") and not keep:
         from imgscan.otherstores import scan_containers_storage
 
-        return scan_containers_storage(ref, scanner, store)  # in place, nothing imported
-    image = pull(ref, platform=platform, store=store, **registry_opts) \
+        return scan_containers_storage(ref, scanner, store)
+    if is_transport_ref(ref) and not keep:
+        image = open_source(ref, platform, **registry_opts)
+        try:
+            config, layers, summary = streamed_layers(image, default_names(ref, image),
+                                                      getattr(store, "limits", None))
+            return scanner.scan_layers(config, layers, summary, store.path("cache"))
+        finally:
+            image.source.close()
+    record = pull(ref, platform=platform, store=store, **registry_opts) \
         if is_transport_ref(ref) else store.lookup(ref)
-    return scanner.scan_image(store, image)
+    return scanner.scan_image(store, record)
+
+
+def streamed_layers(image: SourceImage, names: Sequence[str] = (), limits: Any = None
+                    ) -> tuple[dict[str, Any], list[Any], Any]:
+    """An image from a source as the scanner takes it: config, ``BlobLayer``s, summary."""
+    from imgscan.images.interface import layer_history
+    from imgscan.layers.blob import BlobLayer
+    from imgscan.layers.interface import LayerLimits
+    from imgscan.model import ImageSummary, LayerRef
+
+    lim = LayerLimits(limits.max_bytes, limits.max_entries, limits.max_path) if limits \
+        else LayerLimits()
+    history = layer_history(image.config)
+    layers = [BlobLayer(image, lay, LayerRef(lay.index, lay.diff_id,
+                                             history[i] if i < len(history) else ""), lim)
+              for i, lay in enumerate(image.layers)]
+    c = image.config
+    summary = ImageSummary(
+        name=names[0] if names else (image.names[0] if image.names else ""),
+        id=image.image_id,
+        digest=image.manifest_digest,
+        os=str(c.get("os") or ""),
+        architecture=str(c.get("architecture") or ""),
+        variant=str(c.get("variant") or ""),
+        created=str(c.get("created") or ""),
+        size=sum(lay.size for lay in image.layers),
+        user=str((c.get("config") or {}).get("User") or ""),
+        names=tuple(names or image.names),
+        source="image",
+    )
+    return c, layers, summary
+
+
+def stored_layers(store: Store, image: ImageRecord
+                  ) -> tuple[dict[str, Any], list[StoredLayer], ImageSummary]:
+    """A stored image as the scanner takes it: config, ``StoredLayer``s, summary."""
+    from imgscan.layers.stored import stored_image_layers
+
+    return stored_image_layers(store, image)
 
 
 class StoredConfigSource(BlobSource):
@@ -115,25 +276,24 @@ class StoredConfigSource(BlobSource):
         self._config = config
         self._digest = config_digest
 
-    def open_blob(self, digest: str) -> Any:
-        import io
-
+    def open_blob(self, digest: str) -> BinaryIO:
         if digest != self._digest:
             raise ImageError(f"blob {digest} is not kept in the store (only the config is)")
         return io.BytesIO(self._config)
 
 
-def stored_image(store: Any, image: Any) -> SourceImage:
+def stored_image(store: Store, image: ImageRecord) -> SourceImage:
     """A ``SourceImage`` over what the store keeps of an image (manifest and config)."""
     return SourceImage(StoredConfigSource(store.raw_config(image), image.id),
                        store.raw_manifest(image), image.manifest_digest, names=image.names,
                        index_digest=image.index_digest)
 
 
-def vetted_pull(ref: str, store: Any, decide: Any, *, platform: str | Platform | None = None,
-                names: Sequence[str] | None = None, analyzers: Sequence[str] | None = None,
-                options: Any = None, jobs: int | None = None,
-                **registry_opts: Any) -> tuple[Any, Report, int]:
+def vetted_pull(ref: str, store: Store, decide: Callable[[Report], int], *,
+                platform: str | Platform | None = None, names: Sequence[str] | None = None,
+                analyzers: Sequence[str] | None = None, options: ScanOptions | None = None,
+                jobs: int | None = None,
+                **registry_opts: Unpack[RegistryOptions]) -> tuple[ImageRecord | None, Report, int]:
     """Pull into a quarantine inside the store, scan there, and move the image into the
     store only if ``decide(report) -> exit code`` returns 0. Returns (record or None,
     report, exit code). Whatever happens, nothing but a passing image enters the store."""
@@ -154,8 +314,9 @@ def vetted_pull(ref: str, store: Any, decide: Any, *, platform: str | Platform |
         image.source.close()
 
 
-def vet_config(ref: str, analyzers: Sequence[str] | None = None, options: Any = None,
-               platform: str | Platform | None = None, **registry_opts: Any) -> Report:
+def vet_config(ref: str, analyzers: Sequence[str] | None = None,
+               options: ScanOptions | None = None, platform: str | Platform | None = None,
+               **registry_opts: Unpack[RegistryOptions]) -> Report:
     """A report from what the manifest and config alone tell (no layer is fetched): the
     image-wide analyzers that read the config (root user, secrets in Env and history, ...)."""
     from imgscan.scan import Scanner
@@ -184,9 +345,9 @@ class InspectTarget:
     repo_tags: list[str]
 
 
-def inspect_target(ref: str, store: Any = None, root: str | None = None,
+def inspect_target(ref: str, store: Store | None = None, root: str | None = None,
                    platform: str | Platform | None = None, list_tags: bool = True,
-                   **registry_opts: Any) -> InspectTarget:
+                   **registry_opts: Unpack[RegistryOptions]) -> InspectTarget:
     """Open ``ref`` for inspection without importing anything: a transport reference is read
     in place (a registry's tags are listed unless ``list_tags`` is false), a stored image
     from what the store keeps of it."""
@@ -207,8 +368,8 @@ def inspect_target(ref: str, store: Any = None, root: str | None = None,
                          [t for t in (split_name(n)[1] for n in rec.names) if t is not None])
 
 
-def list_images(store: Any = None, root: str | None = None,
-                source: str = "imgscan") -> list[dict[str, Any]]:
+def list_images(store: Store | None = None, root: str | None = None,
+                source: str = "imgscan") -> list[ImageRow]:
     """The stored images as ``imgscan images --format json`` lists them; ``source`` lists
     another tool's images in the same rows instead: ``containers-storage`` (optionally
     ``containers-storage:[driver@graph+run]``) or ``docker-daemon``."""
@@ -227,7 +388,97 @@ def list_images(store: Any = None, root: str | None = None,
     return image_rows(store or open_store(root))
 
 
-def __getattr__(name: str) -> Any:
+def inspect_document(target: InspectTarget) -> dict[str, Any]:
+    """What ``imgscan inspect`` prints: skopeo inspect's keys, plus user, ports, history."""
+    from imgscan.images.inspect import inspect_dict
+
+    return inspect_dict(target.image, target.name, target.tag, target.repo_tags)
+
+
+def list_tags(repository: str, **registry_opts: Unpack[RegistryOptions]) -> list[str]:
+    """Every tag of a registry repository (``HOST/REPO``), all pages."""
+    from imgscan.images.registry import list_tags as registry_tags
+
+    return registry_tags(repository, **registry_opts)
+
+
+def list_rules(rule_dirs: Sequence[str] = (),
+               disabled_rules: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The secret rules, built-in and from ``rule_dirs``: id, severity, title, source."""
+    from imgscan.secrets.rules import load_rules
+
+    return load_rules(tuple(rule_dirs), tuple(disabled_rules)).listing()
+
+
+class AnalyzerRow(TypedDict):
+    """One installed analyzer plugin, as ``imgscan analyzers --format json`` lists it."""
+
+    name: str
+    version: int
+    kind: str  # "file" (per file, per layer) or "image" (once over the merged image)
+    distribution: str
+    description: str
+
+
+def list_analyzers() -> list[AnalyzerRow]:
+    """The installed analyzer plugins: name, version, kind, distribution, description."""
+    from imgscan.analyzers.registry import load_all
+
+    return [{"name": p.name, "version": p.version, "kind": "image" if p.is_post else "file",
+             "distribution": f"{p.spec.distribution} {p.spec.dist_version}",
+             "description": p.cls.description} for p in load_all()]
+
+
+# -- the store's housekeeping and mounts ---------------------------------------------------
+def remove_images(refs: Iterable[str], force: bool = False, store: Store | None = None,
+                  root: str | None = None) -> list[ImageRecord]:
+    """Remove images and the layers no other image uses; a mounted image is refused unless
+    ``force`` (which unmounts it first)."""
+    from imgscan.housekeeping import remove_images as remove
+
+    return remove(store or open_store(root), refs, force=force)
+
+
+def check_store(repair: bool = False, store: Store | None = None,
+                root: str | None = None) -> list[Problem]:
+    """What a crash left half done, in the store and its mount records; with ``repair``,
+    removed."""
+    from imgscan.housekeeping import check_store as check
+
+    return check(store or open_store(root), repair=repair)
+
+
+def collect_garbage(store: Store | None = None, root: str | None = None) -> list[str]:
+    """Drop the layers no image uses (and their cached results); their chain ids."""
+    from imgscan.housekeeping import collect_garbage as gc
+
+    return gc(store or open_store(root))
+
+
+def mount(ref: str, mountpoint: str | None = None, driver: str = "auto",
+          store: Store | None = None, root: str | None = None) -> MountRecord:
+    """Mount an image read-only (or count one more user of its mount); its record."""
+    from imgscan.mount.mounts import MountTable
+
+    return MountTable(store or open_store(root)).mount(ref, mountpoint, driver)
+
+
+def unmount(target: str, force: bool = False, store: Store | None = None,
+            root: str | None = None) -> MountRecord | None:
+    """Count one user less of an image's mount (an image or its path), unmounting at zero."""
+    from imgscan.mount.mounts import MountTable
+
+    return MountTable(store or open_store(root)).unmount(target, force=force)
+
+
+def list_mounts(store: Store | None = None, root: str | None = None) -> list[MountRecord]:
+    """The live mounts of the store's images."""
+    from imgscan.mount.mounts import MountTable
+
+    return MountTable(store or open_store(root)).records()
+
+
+def __getattr__(name: str) -> object:
     """The audit and gate entry points, imported on first use so that ``import imgscan.api``
     does not load the gate and the writer registry."""
     if name in _PIPELINE:

@@ -10,220 +10,33 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from imgscan._version import __version__
-from imgscan.errors import ImgscanError
-
-EXIT_CODES = """\b
-Exit codes:
-  0  success (scan: no finding at or above --fail-on)
-  1  the gate failed: a finding at or above --fail-on, or a policy violation
-  2  usage error (bad option, bad rule/ignore/policy file)
-  3  the image, store or environment could not be read (nothing half-written is left)
-"""
-
-
-def fail(message: str, code: int = 3) -> NoReturn:
-    click.echo(f"imgscan: error: {message}", err=True)
-    sys.exit(code)
-
-
-class ImgscanGroup(click.Group):
-    """Turns library errors into one-line messages and exit codes, in one place."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ImgscanError as e:
-            fail(str(e), e.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
-        except BrokenPipeError:
-            sys.exit(0)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
-        except SystemExit:
-            raise
-        except Exception as e:  # the last line of defence: never a traceback for users
-            if os.environ.get("IMGSCAN_DEBUG"):
-                raise
-            fail(f"unexpected {type(e).__name__}: {e} (set IMGSCAN_DEBUG=1 for a traceback)")
-
-
-def root_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--root",
-        envvar="IMGSCAN_ROOT",
-        type=click.Path(file_okay=False),
-        help="Store directory (default $IMGSCAN_ROOT, else /var/lib/imgscan as root, "
-        "else ~/.local/share/imgscan).",
-    )(f)
-
-
-def _check_platform(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    parts = value.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise click.BadParameter("expected OS/ARCH[/VARIANT], e.g. linux/arm64/v8")
-    return value
-
-
-def platform_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--platform", metavar="OS/ARCH[/VARIANT]", callback=_check_platform,
-                        help="Image to choose from a multi-platform index (default: the "
-                        "host's, e.g. linux/amd64).")(f)
-
-
-def registry_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options for docker:// references (ignored by local sources)."""
-    opts = [
-        click.option("--creds", metavar="USER:PASS", envvar="IMGSCAN_CREDS",
-                     help="Registry credentials (else auth files: --authfile, "
-                     "$REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)."),
-        click.option("--authfile", type=click.Path(dir_okay=False),
-                     help="Registry auth file (containers auth.json / docker config.json)."),
-        click.option("--tls-verify", type=click.BOOL, default=True, show_default=True,
-                     metavar="BOOL",
-                     help="Verify registry TLS certificates; false also allows plain HTTP."),
-        click.option("--cert-dir", type=click.Path(file_okay=False, exists=True),
-                     help="Directory of extra CA certificates (*.crt) for registries."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def _registry_opts(kw: dict[str, Any]) -> dict[str, Any]:
-    """Pop the registry options out of a command's keyword arguments."""
-    out = {k: kw.pop(k) for k in ("creds", "authfile", "tls_verify", "cert_dir")}
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def _source_opts(ref: str, kw: dict[str, Any]) -> dict[str, Any]:
-    opts = _registry_opts(kw)
-    return opts if ref.startswith("docker://") else {}
-
-
-def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--max-entries", type=click.IntRange(1), default=2_000_000,
-                     show_default=True, help="Refuse a layer with more tar entries.")(f)
-    return click.option("--max-layer-size", type=click.IntRange(1), default=64 << 30,
-                        show_default=True, metavar="BYTES",
-                        help="Refuse a layer whose uncompressed tar is larger.")(f)
-
-
-def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The options shared by every command that scans (scan, pull --vet, inspect --vet)."""
-    opts = [
-        click.option("--format", "formats", multiple=True, metavar="FORMAT[=FILE]",
-                     help="Report format, repeatable with =FILE: table (default), json, "
-                     "sarif, cyclonedx, spdx, html, atomic."),
-        click.option("--output", "-o", type=click.Path(dir_okay=False),
-                     help="Write the (single, un-named) report here instead of stdout."),
-        click.option("--fail-on", metavar="SEVERITY",
-                     help="Exit 1 when a finding at or above this severity remains "
-                     "(critical, high, medium, low, info; 'none' never fails)."),
-        click.option("--ignore-file", type=click.Path(dir_okay=False),
-                     help="TOML ignore file (default: .imgscanignore when present)."),
-        click.option("--baseline", type=click.Path(dir_okay=False, exists=True),
-                     help="An earlier JSON report: count only findings that are new."),
-        click.option("--policy", type=click.Path(dir_okay=False, exists=True),
-                     help="Policy file (TOML): limits, banned packages, user, size, age, OS."),
-        click.option("--packages", "show_packages", is_flag=True,
-                     help="Table: list packages too."),
-        click.option("--elf", "show_elf", is_flag=True,
-                     help="Table: list per-binary ELF hardening."),
-        click.option("--analyzers", help="Comma-separated analyzer names "
-                     "(see 'imgscan analyzers'; default all)."),
-        click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False,
-                     exists=True), help="Extra secret-rule directory (repeatable)."),
-        click.option("--disable-rule", "disabled_rules", multiple=True, metavar="ID",
-                     help="Switch off a secret rule (repeatable; see 'imgscan rules')."),
-        click.option("--show-secrets", is_flag=True,
-                     help="Print secret values in full (default: redacted)."),
-        click.option("--scan-binaries", is_flag=True,
-                     help="Also look for secrets in binary files."),
-        click.option("--no-hidden", is_flag=True,
-                     help="Do not scan content that later layers deleted or replaced."),
-        click.option("--max-age-days", type=click.IntRange(1), default=365,
-                     show_default=True, help="Report images older than this."),
-        click.option("--jobs", type=click.IntRange(1, 64),
-                     help="Worker processes (default: the number of cores)."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def _scan_options(kw: dict[str, Any]) -> Any:
-    """ScanOptions from the command line; secret rules are loaded now so that a bad rule
-    file is a usage error (exit 2) before anything is pulled or scanned."""
-    from imgscan.analyzers.interface import ScanOptions
-
-    names = _analyzer_names(kw["analyzers"])
-    if kw["rule_dirs"] or kw["disabled_rules"] or names is None or \
-            any(n.startswith("secrets") for n in names):
-        from imgscan.secrets.rules import load_rules
-
-        load_rules(tuple(kw["rule_dirs"]), tuple(kw["disabled_rules"]))
-    return ScanOptions(
-        scan_binaries=kw["scan_binaries"],
-        hidden=not kw["no_hidden"],
-        show_secrets=kw["show_secrets"],
-        rule_dirs=tuple(kw["rule_dirs"]),
-        disabled_rules=tuple(kw["disabled_rules"]),
-        extra={"max_age_days": kw["max_age_days"]},
-    )
-
-
-def _analyzer_names(text: str | None) -> list[str] | None:
-    return [a.strip() for a in text.split(",") if a.strip()] if text else None
-
-
-def _gate_setup(kw: dict[str, Any], outputs: bool = True) -> tuple[Any, list[Any]]:
-    """The gate's configuration and the output plan from --fail-on, --ignore-file (default
-    .imgscanignore when present), --baseline, --policy, --format and --output, read before
-    anything is pulled or scanned so that a mistake in any of them is a usage error."""
-    from imgscan import api
-    from imgscan.gate import default_ignore_file
-
-    plan = api.plan_outputs(list(kw["formats"]), kw["output"]) if outputs else []
-    gate = api.GateConfig.load(kw["fail_on"], kw["ignore_file"] or default_ignore_file(),
-                               kw["baseline"], kw["policy"])
-    return gate, plan
-
-
-def _writer_options(kw: dict[str, Any]) -> Any:
-    from imgscan.api import WriterOptions
-
-    return WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"])
-
-
-def _judge(report: Any, gate: Any, plan: list[Any], kw: dict[str, Any]) -> int:
-    """Gate and write one report, tell the verdict when a gate was asked for; the exit code."""
-    from imgscan.api import gate_and_write
-
-    outcome = gate_and_write(report, gate, plan, _writer_options(kw))
-    if gate.judges:
-        click.echo(outcome.gate.summary(), err=True)
-    return outcome.exit_code
-
-
-def _store(root: str | None, max_layer_size: int | None = None,
-           max_entries: int | None = None) -> Any:
-    from imgscan.store.limits import ExtractLimits
-    from imgscan.store.store import Store
-
-    limits = ExtractLimits()
-    if max_layer_size or max_entries:
-        limits = ExtractLimits(max_bytes=max_layer_size or limits.max_bytes,
-                               max_entries=max_entries or limits.max_entries)
-    return Store(root, limits=limits)
+from imgscan.cli_listings import analyzers_cmd, rules, tags
+from imgscan.cli_vulns import db, vulns_kwargs, vulns_options
+from imgscan.clioptions import (
+    EXIT_CODES,
+    ImgscanGroup,
+    _analyzer_names,
+    _gate_setup,
+    _human,
+    _judge,
+    _registry_opts,
+    _scan_options,
+    _source_opts,
+    _store,
+    _tell_verdicts,
+    _writer_options,
+    limit_options,
+    platform_option,
+    registry_options,
+    root_option,
+    scan_options,
+)
 
 
 @click.group(cls=ImgscanGroup, context_settings={"help_option_names": ["-h", "--help"],
@@ -297,9 +110,9 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
                  (click.core.ParameterSource.DEFAULT, None)]
         if given:
             raise click.UsageError("scan options such as --fail-on need --vet")
-        rec = api.pull(ref, store=store, platform=platform, names=list(names) or None,
-                       **source_opts)
-        click.echo(rec.id)
+        pulled = api.pull(ref, store=store, platform=platform, names=list(names) or None,
+                          **source_opts)
+        click.echo(pulled.id)
         return
     gate, plan = _gate_setup(kw)
     rec, _, code = api.vetted_pull(ref, store, lambda r: _judge(r, gate, plan, kw),
@@ -342,15 +155,6 @@ def images(root: str | None, fmt: str, source: str) -> None:
               r["layers"], _human(r["size"]), r["created"][:19]] for r in rows]
     click.echo(tabulate(table, headers=["IMAGE ID", "NAMES", "PLATFORM", "LAYERS", "SIZE",
                                         "CREATED"]))
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return str(n)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -399,10 +203,7 @@ def inspect(root: str | None, platform: str | None, show_config: bool, raw: bool
     if show_config:
         click.echo(json.dumps(img.config, indent=4))
         return
-    from imgscan.images.inspect import inspect_dict
-
-    click.echo(json.dumps(inspect_dict(img, target.name, target.tag, target.repo_tags),
-                          indent=4))
+    click.echo(json.dumps(api.inspect_document(target), indent=4))
 
 
 @main.command()
@@ -433,9 +234,9 @@ def rmi(root: str | None, force: bool, images: Sequence[str]) -> None:
     Example:
       imgscan rmi localhost/layout:1.0 3f2a9c1b
     """
-    from imgscan.housekeeping import remove_images
+    from imgscan.api import remove_images
 
-    for rec in remove_images(_store(root), images, force=force):
+    for rec in remove_images(images, force=force, store=_store(root)):
         click.echo(f"removed {rec.id}")
 
 
@@ -456,9 +257,9 @@ def store_check(root: str | None, repair: bool) -> None:
     Example:
       imgscan store check --repair
     """
-    from imgscan.housekeeping import check_store
+    from imgscan.api import check_store
 
-    problems = check_store(_store(root), repair=repair)
+    problems = check_store(repair=repair, store=_store(root))
     for p in problems:
         state = "repaired" if repair and p.repairable else ("repairable" if p.repairable
                                                             else "needs attention")
@@ -474,9 +275,9 @@ def store_check(root: str | None, repair: bool) -> None:
 @root_option
 def store_gc(root: str | None) -> None:
     """Remove layers that no image uses, and their cached analysis results."""
-    from imgscan.housekeeping import collect_garbage
+    from imgscan.api import collect_garbage
 
-    dropped = collect_garbage(_store(root))
+    dropped = collect_garbage(store=_store(root))
     click.echo(f"removed {len(dropped)} unused layer(s)")
 
 
@@ -508,9 +309,9 @@ def mount(root: str | None, mountpoint: str | None, driver: str, image: str) -> 
                                    "mounts them; --mountpoint and --driver do not apply")
         click.echo(api.mount_other(image)[0])
         return
-    from imgscan.mount.mounts import MountTable
+    do_mount = api.mount
 
-    rec = MountTable(_store(root)).mount(image, mountpoint, driver)
+    rec = do_mount(image, mountpoint, driver, store=_store(root))
     click.echo(rec.path)
 
 
@@ -534,9 +335,9 @@ def umount(root: str | None, force: bool, target: str) -> None:
         path, count = api.umount_other(target)
         click.echo(f"{path} still mounted (count {count})" if count else f"unmounted {path}")
         return
-    from imgscan.mount.mounts import MountTable
+    unmount = api.unmount
 
-    rec = MountTable(_store(root)).unmount(target, force=force)
+    rec = unmount(target, force=force, store=_store(root))
     if rec is not None and rec.count > 0:
         click.echo(f"{rec.path} still mounted (count {rec.count})")
     elif rec is not None:
@@ -551,10 +352,10 @@ def mounts(root: str | None, fmt: str) -> None:
     """List mounted images: image, path, count and driver."""
     from dataclasses import asdict
 
-    from imgscan.mount.mounts import MountTable
+    from imgscan.api import list_mounts
 
     store = _store(root)
-    recs = MountTable(store).records()
+    recs = list_mounts(store)
     names = {i.id: ", ".join(i.names) for i in store.images()}
     if fmt == "json":
         click.echo(json.dumps([asdict(r) | {"names": names.get(r.image_id, "")}
@@ -583,14 +384,19 @@ def mounts(root: str | None, fmt: str) -> None:
               "id, as atomic mounts them)...")
 @click.option("--atomic-scanout", type=click.Path(file_okay=False),
               help="...and write each result as <scanout>/<id>/json.")
+@vulns_options
+@click.option("--keep", is_flag=True,
+              help="Import a reference into the store as well (as 'pull' does), instead of "
+              "only streaming its layers.")
 @click.argument("image", required=False)
 def scan(root: str | None, platform: str | None, image: str | None, scan_all: bool,
          output_dir: str | None, atomic_scanin: str | None, atomic_scanout: str | None,
-         **kw: Any) -> None:
+         keep: bool, **kw: Any) -> None:
     """Scan an image: packages, secrets, permissions, ELF hardening, configuration.
 
-    IMAGE is an image in the store, a reference (imported first and kept for the next scan)
-    or dir:PATH for an unpacked root filesystem. Nothing of the image is executed.
+    IMAGE is an image in the store, a reference (its layers streamed and analyzed without
+    unpacking; --keep imports it too) or dir:PATH for an unpacked root filesystem. Nothing
+    of the image is executed; per-layer results are cached in the store either way.
 
     \b
     Examples:
@@ -602,7 +408,11 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
       imgscan scan docker-daemon:debian:12
       imgscan scan --all --format json --format html --output-dir audit/
       imgscan scan --atomic-scanin /scanin --atomic-scanout /scanout
+      imgscan scan app:1.0 --vulns --fail-on high --only-fixed
     """
+    vulns = vulns_kwargs(kw)
+    if vulns and not image:
+        raise click.UsageError("--vulns scans one IMAGE (not --all or --atomic-scanin yet)")
     modes = sum(bool(x) for x in (image, scan_all, atomic_scanin))
     if modes != 1:
         raise click.UsageError("give exactly one of IMAGE, --all or --atomic-scanin")
@@ -619,7 +429,8 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
     source_opts = _source_opts(image, kw)
     report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
-                     jobs=kw["jobs"], options=_scan_options(kw), **source_opts)
+                     jobs=kw["jobs"], options=_scan_options(kw), keep=keep, **vulns,
+                     **source_opts)
     sys.exit(_judge(report, gate, plan, kw))
 
 
@@ -647,13 +458,6 @@ def _scan_all(root: str | None, output_dir: str | None, kw: dict[str, Any]) -> i
     return result.exit_code
 
 
-def _tell_verdicts(result: Any, gate: Any) -> None:
-    if gate.judges:
-        for e in result.entries:
-            if e.verdict:
-                click.echo(f"{e.label}: {e.verdict}", err=True)
-
-
 def _scan_atomic(scanin: str, scanout: str, kw: dict[str, Any]) -> int:
     """``atomic scan`` scanner mode: /scanin/<id> rootfs dirs in, /scanout/<id>/json out."""
     from imgscan.api import scan_atomic
@@ -667,70 +471,9 @@ def _scan_atomic(scanin: str, scanout: str, kw: dict[str, Any]) -> int:
     return result.exit_code
 
 
-@main.command()
-@registry_options
-@click.option("--format", "fmt", type=click.Choice(["lines", "json"]), default="lines",
-              show_default=True)
-@click.argument("repository")
-def tags(repository: str, fmt: str, **kw: Any) -> None:
-    """List every tag of a registry repository (all pages).
-
-    \b
-    Example:
-      imgscan tags docker://127.0.0.1:5000/app --tls-verify=false
-    """
-    if not repository.startswith("docker://"):
-        raise click.UsageError("tags needs a docker://HOST/REPO reference")
-    from imgscan.images.registry import list_tags
-
-    found = list_tags(repository[len("docker://"):], **_registry_opts(kw))
-    click.echo(json.dumps(found, indent=2) if fmt == "json" else "\n".join(found))
-
-
-@main.command()
-@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False,
-              exists=True), help="Extra rule directory (repeatable).")
-@click.option("--disable-rule", "disabled_rules", multiple=True, metavar="ID")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
-def rules(rule_dirs: Sequence[str], disabled_rules: Sequence[str], fmt: str) -> None:
-    """List the secret rules: built-in ones and those of --rules directories.
-
-    \b
-    Example:
-      imgscan rules --rules ./my-rules --disable-rule generic-password
-    """
-    from imgscan.secrets.rules import load_rules
-
-    rows = load_rules(tuple(rule_dirs), tuple(disabled_rules)).listing()
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
-        return
-    from tabulate import tabulate
-
-    click.echo(tabulate([[r["id"], r["severity"], r["title"], r["source"]] for r in rows],
-                        headers=["ID", "SEVERITY", "TITLE", "SOURCE"]))
-
-
-@main.command("analyzers")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
-def analyzers_cmd(fmt: str) -> None:
-    """List the installed analyzer plugins with their versions and distributions."""
-    from imgscan.analyzers.registry import load_all
-
-    plugins = load_all()
-    rows = [{"name": p.name, "version": p.version, "kind": "image" if p.is_post else "file",
-             "distribution": f"{p.spec.distribution} {p.spec.dist_version}",
-             "description": p.cls.description} for p in plugins]
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
-        return
-    from tabulate import tabulate
-
-    click.echo(tabulate([list(r.values()) for r in rows],
-                        headers=["NAME", "VERSION", "KIND", "DISTRIBUTION", "DESCRIPTION"]))
-
+main.add_command(db)
+for _command in (analyzers_cmd, rules, tags):
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

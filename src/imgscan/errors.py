@@ -32,8 +32,8 @@ class UnsafeLayerError(ImageError):
     """A layer tar tried to write outside its directory or broke a safety cap."""
 
 
-class ReferenceError_(ImageError):
-    """A reference matched no image, or several."""
+class BadReferenceError(ImageError):
+    """A reference is malformed, or matched no image, or several."""
 
 
 class StoreError(ImgscanError):

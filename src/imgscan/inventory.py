@@ -8,10 +8,26 @@ imports it, so the scanner can use this module without depending on the store.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from imgscan.store.records import ImageRecord
+    from imgscan.store.store import Store
 
 
-def image_size(store: Any, image: Any) -> int:
+class ImageRow(TypedDict):
+    """One stored image as ``imgscan images --format json`` lists it."""
+
+    id: str
+    names: list[str]
+    digest: str
+    layers: int
+    size: int
+    created: str
+    platform: str
+
+
+def image_size(store: Store, image: ImageRecord) -> int:
     """The sum of the image's stored layer sizes; a layer whose record cannot be read counts
     as 0 rather than failing a listing or a scan over a size."""
     size = 0
@@ -21,7 +37,7 @@ def image_size(store: Any, image: Any) -> int:
     return size
 
 
-def image_rows(store: Any) -> list[dict[str, Any]]:
+def image_rows(store: Store) -> list[ImageRow]:
     """One dict per stored image (id, names, digest, layers, size, created, platform): the
     JSON of ``imgscan images --format json``."""
     return [{"id": r.id, "names": list(r.names), "digest": r.manifest_digest,

@@ -17,8 +17,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from imgscan.analyzers.interface import AnalyzerError, ScanOptions
 from imgscan.errors import ImgscanError, UsageError
 from imgscan.gate import EXIT_ERROR, EXIT_GATE_FAILED, GateConfig, GateOutcome
 from imgscan.model import Report
@@ -30,6 +31,9 @@ from imgscan.reports.interface import (
     write_file,
     writer_class,
 )
+
+if TYPE_CHECKING:
+    from imgscan.store.store import Store
 
 __all__ = [
     "AuditEntry",
@@ -100,9 +104,10 @@ def safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:120] or "image"
 
 
-def audit(store: Any = None, *, root: str | None = None, formats: Sequence[str] = ("json",),
-          output_dir: str | Path = ".", gate: GateConfig | None = None,
-          analyzers: Sequence[str] | None = None, options: Any = None,
+def audit(store: Store | None = None, *, root: str | None = None,
+          formats: Sequence[str] = ("json",), output_dir: str | Path = ".",
+          gate: GateConfig | None = None,
+          analyzers: Sequence[str] | None = None, options: ScanOptions | None = None,
           jobs: int | None = None, writer_options: WriterOptions | None = None) -> AuditResult:
     """Scan every image of the store (``imgscan scan --all``): each one is gated and written
     as ``<output_dir>/<name>.<writer extension>`` in every format. An image that cannot be
@@ -127,6 +132,8 @@ def audit(store: Any = None, *, root: str | None = None, formats: Sequence[str] 
             label = img.names[0] if img.names else img.short_id
             try:
                 report = Scanner(analyzers, options, jobs=jobs).scan_image(store, img)
+            except AnalyzerError:
+                raise  # a broken plugin breaks every image alike: stop and say so
             except ImgscanError as e:
                 entries.append(AuditEntry(label, img.short_id, EXIT_ERROR, error=str(e)))
                 bar.advance(label)
@@ -145,7 +152,7 @@ def audit(store: Any = None, *, root: str | None = None, formats: Sequence[str] 
 
 
 def scan_atomic(scanin: str | Path, scanout: str | Path, *, gate: GateConfig | None = None,
-                analyzers: Sequence[str] | None = None, options: Any = None,
+                analyzers: Sequence[str] | None = None, options: ScanOptions | None = None,
                 jobs: int | None = None,
                 writer_options: WriterOptions | None = None) -> AuditResult:
     """``atomic scan``'s scanner mode: every directory ``<scanin>/<id>`` is a mounted rootfs;
@@ -164,6 +171,8 @@ def scan_atomic(scanin: str | Path, scanout: str | Path, *, gate: GateConfig | N
         os.makedirs(dest, exist_ok=True)
         try:
             report = Scanner(analyzers, options, jobs=jobs).scan_dir(target)
+        except AnalyzerError:
+            raise
         except ImgscanError as e:
             with open(dest / "json", "w") as f:
                 json.dump(failure_document(f"/scanin/{name}", str(e)), f, indent=2)

@@ -31,7 +31,6 @@ from imgscan.analyzers.registry import (
     select,
     with_always_run,
 )
-from imgscan.inventory import image_size
 from imgscan.model import (
     AnalyzerRef,
     Finding,
@@ -68,6 +67,10 @@ class _Layer:
         return path in self._paths
 
     def __post_init__(self) -> None:
+        self.set_entries(self.entries)
+
+    def set_entries(self, entries: Sequence[FileInfo]) -> None:
+        self.entries = entries
         self._paths = {e.path for e in self.entries if e.is_regular}
         opaques, whiteouts, _ = split_layer(self.entries)
         self.whiteouts, self.opaques = set(whiteouts), set(opaques)
@@ -98,38 +101,137 @@ class Scanner:
 
     # -- targets ---------------------------------------------------------------------------
     def scan_image(self, store: Any, image: Any) -> Report:
-        """Scan a store image (``Store``, ``ImageRecord``)."""
-        from imgscan.analyzers.cache import LayerCache
-        from imgscan.analyzers.layered import LayeredView
-        from imgscan.images.interface import layer_history
-        from imgscan.store.layerindex import load_index
+        """Scan a store image (``Store``, ``ImageRecord``): its layers as ``StoredLayer``s,
+        built by the API (the scanner itself never reaches into a store)."""
+        from imgscan.layers.stored import stored_image_layers
+
+        config, layers, summary = stored_image_layers(store, image)
+        cache_root = store.path("cache")
+        return self.scan_layers(config, layers, summary, cache_root)
+
+    def scan_layers(self, config: dict[str, Any], layers: Sequence[Any],
+                    image: ImageSummary, cache_root: str | None = None) -> Report:
+        """Scan an image given as plain values: its config and its ``Layer``s (any source:
+        a blob stream, a stored layer, a containers/storage diff directory). Per-layer
+        results (and a streamed layer's entry index) are cached under ``cache_root``."""
+        from imgscan.analyzers.layerview import LayerSetView
+        from imgscan.analyzers.stream import capture_patterns
 
         t0 = time.monotonic()
-        config = store.config(image)
-        history = layer_history(config)
-        layers = []
-        for i, chain in enumerate(image.layers):
-            ref = LayerRef(i, image.diff_ids[i], history[i] if i < len(history) else "")
-            layers.append(_Layer(ref, store.diff_path(chain), load_index(store.index_path(chain))))
-        cache = LayerCache(store.path("cache"))
-        dispatcher = Dispatcher(self.file_analyzers, self.options, self.jobs)
+        key = None
+        if cache_root:
+            from imgscan.analyzers import reportcache
+
+            key = reportcache.report_key(config, layers, image,
+                                         [*self.file_analyzers, *self.post_analyzers],
+                                         self.options, __version__)
+            hit = reportcache.get(cache_root, key)
+            if hit is not None:
+                self.stats.cache_hits += len(layers) * len(self.file_analyzers)
+                return replace(hit, timings={"analyze": 0.0, "merge": 0.0, "post": 0.0,
+                                             "total": round(time.monotonic() - t0, 4)},
+                               created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+        patterns = capture_patterns(self.post_analyzers)
+        state = [_Layer(lay.ref, lay.directory() or "", []) for lay in layers]
+        captured: list[dict[str, bytes]] = [{} for _ in layers]
         from imgscan.progress import Progress
 
-        try:
-            with Progress(f"scanning {image.short_id}", len(layers)) as bar:
-                for layer in layers:
-                    self._analyze_layer(layer, dispatcher, cache)
-                    bar.advance(f"layer {layer.ref.index}")
-        finally:
-            dispatcher.close()
-        self._add_calls(dispatcher)
+        label = (image.id.split(":")[-1][:12] if image.id else "") or image.name
+        with Progress(f"scanning {label}", len(layers)) as bar:
+            self._analyze_layers(layers, state, captured, patterns, cache_root, bar)
         t1 = time.monotonic()
-        view = LayeredView([lay.root for lay in layers], [lay.entries for lay in layers],
-                           [lay.ref for lay in layers], config)
-        report = self._assemble(view, layers, config, t0, t1, attribute=True)
-        report.image = self._image_summary(store, image, config, layers)
-        report.layers = self._layer_summaries(store, image, layers, config, report.packages)
+        view = LayerSetView([lay.directory() for lay in layers], [s.entries for s in state],
+                            [s.ref for s in state], captured, config)
+        report = self._assemble(view, state, config, t0, t1, attribute=True)
+        report.image = image
+        created = [str(h.get("created") or "") for h in config.get("history") or []
+                   if isinstance(h, dict) and not h.get("empty_layer")]
+        report.layers = [LayerSummary(
+            index=s.ref.index, diff_id=s.ref.diff_id, digest=lay.digest or "",
+            size=lay.size, created_by=s.ref.created_by,
+            created=created[i] if i < len(created) else "", entries=len(s.entries),
+            packages_added=sum(1 for p in report.packages
+                               if p.layer and p.layer.index == s.ref.index))
+            for i, (lay, s) in enumerate(zip(layers, state, strict=True))]
+        if key is not None and not any(w.analyzer for w in report.warnings
+                                       if w.message.startswith("analyzer failed")):
+            reportcache.put(cache_root, key, report)  # type: ignore[arg-type]
         return report
+
+    def _analyze_layers(self, layers: Sequence[Any], state: list[_Layer],
+                        captured: list[dict[str, bytes]], patterns: tuple[str, ...],
+                        cache_root: str | None, bar: Any) -> None:
+        """Fill each ``_Layer`` with results and entries: from the cache where it has them,
+        else a stored layer through the dispatcher (files read in place, in parallel) and
+        a streamed layer through one walk of its stream (layers in parallel)."""
+        from imgscan.analyzers.cache import LayerCache, LayerIndexCache
+        from imgscan.analyzers.stream import analyze_layers, capture_matcher
+
+        cache = LayerCache(cache_root) if cache_root else None
+        icache = LayerIndexCache(cache_root) if cache_root else None
+        key = "\n".join(patterns)
+        todo: dict[int, list[Analyzer]] = {}
+        need_index: dict[int, bool] = {}
+        for i, (lay, s) in enumerate(zip(layers, state, strict=True)):
+            missing = []
+            for a in self.file_analyzers:
+                hit = cache.get(s.ref.diff_id, a.name, a.version, a.cache_key()) \
+                    if cache else None
+                if hit is None:
+                    missing.append(a)
+                    self.stats.cache_misses += 1
+                else:
+                    s.results[a.name] = hit
+                    self.stats.cache_hits += 1
+            known = lay.entries()
+            if known is not None:
+                s.set_entries(known)
+            else:
+                got = icache.get(s.ref.diff_id, key) if icache else None
+                if got is not None:
+                    s.set_entries(got[0])
+                    captured[i] = got[1]
+                need_index[i] = got is None
+            if missing or need_index.get(i):
+                todo[i] = missing
+            else:
+                bar.advance(f"layer {i} (cached)")
+        stored = [i for i in todo if layers[i].directory()]
+        streamed = [i for i in todo if not layers[i].directory()]
+        if stored:
+            dispatcher = Dispatcher(self.file_analyzers, self.options, self.jobs)
+            try:
+                for i in stored:
+                    fresh = dispatcher.run(state[i].root, state[i].ref, state[i].entries,
+                                           [a.name for a in todo[i]])
+                    self._keep(state[i], todo[i], fresh, cache)
+                    bar.advance(f"layer {i}")
+            finally:
+                dispatcher.close()
+            self._add_calls(dispatcher)
+        if streamed:
+            outcomes = analyze_layers([layers[i] for i in streamed],
+                                      [todo[i] for i in streamed], capture_matcher(patterns),
+                                      [True for _ in streamed], self.jobs or os.cpu_count() or 1)
+            for k, i in enumerate(streamed):
+                out = outcomes[k]
+                for name, n in out.calls.items():
+                    self.stats.calls[name] = self.stats.calls.get(name, 0) + n
+                self._keep(state[i], todo[i], out.results, cache)
+                state[i].set_entries(out.entries)
+                captured[i] = out.captured
+                if icache is not None and need_index.get(i):
+                    icache.put(state[i].ref.diff_id, key, out.entries, out.captured)
+                bar.advance(f"layer {i}")
+
+    @staticmethod
+    def _keep(layer: _Layer, analyzers: Sequence[Analyzer], fresh: Results,
+              cache: Any) -> None:
+        for a in analyzers:
+            res = fresh.get(a.name, {})
+            layer.results[a.name] = res
+            if cache is not None:
+                cache.put(layer.ref.diff_id, a.name, a.version, a.cache_key(), res)
 
     def scan_dir(self, path: str) -> Report:
         """Scan an unpacked root filesystem: one pseudo-layer, no cache."""
@@ -189,24 +291,6 @@ class Scanner:
         return report
 
     # -- layers ----------------------------------------------------------------------------
-    def _analyze_layer(self, layer: _Layer, dispatcher: Dispatcher, cache: Any) -> None:
-        todo = []
-        for a in self.file_analyzers:
-            hit = cache.get(layer.ref.diff_id, a.name, a.version, a.cache_key())
-            if hit is None:
-                todo.append(a)
-                self.stats.cache_misses += 1
-            else:
-                layer.results[a.name] = hit
-                self.stats.cache_hits += 1
-        if not todo:
-            return
-        fresh = dispatcher.run(layer.root, layer.ref, layer.entries, [a.name for a in todo])
-        for a in todo:
-            res = fresh.get(a.name, {})
-            layer.results[a.name] = res
-            cache.put(layer.ref.diff_id, a.name, a.version, a.cache_key(), res)
-
     def _add_calls(self, dispatcher: Dispatcher) -> None:
         for name, n in dispatcher.calls.items():
             self.stats.calls[name] = self.stats.calls.get(name, 0) + n
@@ -300,7 +384,7 @@ class Scanner:
 
     def _hidden_findings(self, view: ImageView, layers: Sequence[_Layer],
                          wanted: set[str]) -> list[Finding]:
-        out = []
+        out: list[Finding] = []
         for entry in view.hidden_entries():
             if not entry.info.is_regular:
                 continue
@@ -322,45 +406,6 @@ class Scanner:
             if chosen is not None:
                 return chosen
         return None
-
-    # -- summaries -------------------------------------------------------------------------
-    def _image_summary(self, store: Any, image: Any, config: dict[str, Any],
-                       layers: Sequence[_Layer]) -> ImageSummary:
-        inner = config.get("config") or {}
-        return ImageSummary(
-            name=image.names[0] if image.names else image.short_id,
-            id=image.id,
-            digest=image.manifest_digest,
-            os=image.os,
-            architecture=image.architecture,
-            variant=image.variant,
-            created=image.created,
-            size=image_size(store, image),
-            user=str(inner.get("User") or ""),
-            names=tuple(image.names),
-            source="image",
-        )
-
-    def _layer_summaries(self, store: Any, image: Any, layers: Sequence[_Layer],
-                         config: dict[str, Any], packages: Sequence[Package]
-                         ) -> list[LayerSummary]:
-        created = [str(h.get("created") or "") for h in config.get("history") or []
-                   if isinstance(h, dict) and not h.get("empty_layer")]
-        out = []
-        for lay, chain in zip(layers, image.layers, strict=True):
-            i = lay.ref.index
-            rec = store.layer(chain)
-            out.append(LayerSummary(
-                index=i,
-                diff_id=lay.ref.diff_id,
-                digest=image.layer_digests[i] or "",
-                size=rec.size,
-                created_by=lay.ref.created_by,
-                created=created[i] if i < len(created) else "",
-                entries=rec.entries,
-                packages_added=sum(1 for p in packages if p.layer and p.layer.index == i),
-            ))
-        return out
 
 
 def _refine(facts: dict[str, list[dict[str, Any]]], update: str, target: str) -> None:

@@ -7,6 +7,7 @@ atomically; a half-written or unreadable entry is a miss, never an error.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ from typing import Any
 
 import zstandard
 
-from imgscan.analyzers.interface import AnalysisResult
+from imgscan.analyzers.interface import AnalysisResult, FileInfo, FileKind
 from imgscan.atomic import write_atomic
 from imgscan.images.digest import hex_of
 from imgscan.model import (
@@ -93,3 +94,68 @@ class LayerCache:
             # best effort: the layer may have been removed meanwhile (its cache with it),
             # or the store is read-only to this user; the scan's results stand either way
             pass
+
+
+# -- the layer's entry index and captured files -------------------------------------------------
+INDEX_FORMAT = 1
+
+
+def _encode_info(i: FileInfo) -> list[object]:
+    xattrs = {k: base64.b64encode(v).decode() for k, v in i.xattrs.items()} if i.xattrs \
+        else None
+    return [i.path, i.kind.value, i.mode, i.uid, i.gid, i.size, i.linkname, i.mtime, xattrs,
+            i.devmajor, i.devminor]
+
+
+def _decode_info(row: list[Any]) -> FileInfo:
+    path, kind, mode, uid, gid, size, linkname, mtime, xattrs, major, minor = row
+    if not xattrs:
+        return FileInfo(path, FileKind(kind), mode, uid, gid, size, linkname, mtime,
+                        devmajor=major, devminor=minor)
+    return FileInfo(path, FileKind(kind), mode, uid, gid, size, linkname, mtime,
+                    {k: base64.b64decode(v) for k, v in xattrs.items()}, major, minor)
+
+
+class LayerIndexCache:
+    """A streamed layer's entry index (what the merge needs: paths, whiteouts, modes) and the
+    few files captured for image-wide analyzers, per (diff_id, capture key): a re-scan whose
+    layers are all cached reads no blob at all."""
+
+    def __init__(self, cache_root: str) -> None:
+        self.root = cache_root
+
+    def _path(self, diff_id: str, key: str) -> str:
+        keyhash = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return os.path.join(self.root, hex_of(diff_id), f"index-{keyhash}.zst")
+
+    def get(self, diff_id: str, key: str
+            ) -> tuple[list[FileInfo], dict[str, bytes]] | None:
+        try:
+            with open(self._path(diff_id, key), "rb") as f:
+                raw = zstandard.ZstdDecompressor().decompress(f.read())
+            n = int.from_bytes(raw[:8], "big")
+            doc = json.loads(raw[8:8 + n].decode("utf-8", "surrogateescape"))
+            if doc.get("format") != INDEX_FORMAT:
+                return None
+            entries = [_decode_info(r) for r in doc["entries"]]
+            blobs, at = {}, 8 + n
+            for path, size in doc["captured"]:
+                blobs[path] = raw[at:at + size]
+                at += size
+            return entries, blobs
+        except (OSError, ValueError, KeyError, TypeError, zstandard.ZstdError):
+            return None
+
+    def put(self, diff_id: str, key: str, entries: list[FileInfo],
+            captured: dict[str, bytes]) -> None:
+        items = sorted(captured.items())
+        doc = {"format": INDEX_FORMAT, "entries": [_encode_info(e) for e in entries],
+               "captured": [[p, len(b)] for p, b in items]}
+        head = json.dumps(doc, separators=(",", ":")).encode("utf-8", "surrogateescape")
+        raw = b"".join([len(head).to_bytes(8, "big"), head, *(b for _, b in items)])
+        path = self._path(diff_id, key)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_atomic(path, zstandard.ZstdCompressor(level=3).compress(raw))
+        except OSError:
+            pass  # best effort, as for results

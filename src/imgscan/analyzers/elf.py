@@ -215,6 +215,9 @@ class ElfFortifyPostAnalyzer(PostAnalyzer):
     description: ClassVar[str] = "FORTIFY_SOURCE against the image libc; world-writable RPATH"
     facts_wanted: ClassVar[tuple[str, ...]] = ("elf",)
     refines: ClassVar[str | None] = "elf"
+    reads: ClassVar[tuple[str, ...]] = (*LIBC_CANDIDATES, "lib/ld-musl-*", "usr/lib/ld-musl-*",
+                                        "lib*/libc-*.so", "usr/lib*/libc-*.so",
+                                        "lib/*/libc-*.so", "usr/lib/*/libc-*.so")
 
     def post_analyze(
         self, view: ImageView, packages: Sequence[Package], os: OSInfo | None

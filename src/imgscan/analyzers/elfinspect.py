@@ -86,7 +86,7 @@ def inspect_elf(elf: ElfFile | BinaryIO) -> dict[str, Any]:
 
     Raises ``ElfError`` for anything malformed; callers turn that into a warning.
     """
-    return _guarded("malformed", elf, _inspect)  # type: ignore[no-any-return]
+    return _guarded("malformed", elf, _inspect)
 
 
 def _inspect(elf: ElfFile) -> dict[str, Any]:
@@ -193,7 +193,7 @@ def _inspect(elf: ElfFile) -> dict[str, Any]:
 def libc_chk_functions(elf: ElfFile | BinaryIO) -> set[str]:
     """The ``_chk`` functions a libc exports (defined, default-version .dynsym entries),
     as checksec names them: ``__memcpy_chk`` -> ``memcpy_chk``."""
-    return _guarded("libc", elf, _libc_chk)  # type: ignore[no-any-return]
+    return _guarded("libc", elf, _libc_chk)
 
 
 def _libc_chk(elf: ElfFile) -> set[str]:

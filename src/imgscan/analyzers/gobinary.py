@@ -23,6 +23,7 @@ from imgscan.analyzers.elffile import (
     ElfFile,
     elf_of,
 )
+from imgscan.analyzers.gosymbols import PclntabError, names_from_elf, symbol_index
 from imgscan.analyzers.interface import AnalysisResult, Analyzer, FileInput
 from imgscan.model import Package, ScanWarning
 
@@ -32,6 +33,9 @@ SEARCH_WINDOW = 64 << 10
 #: the biggest module list we accept (real ones are a few KiB to a few hundred KiB)
 MAX_MODINFO = 4 << 20
 MAX_VERSION = 1024
+#: ``ScanOptions.extra`` key that asks for function names, and the fact table they go to
+SYMBOLS_OPTION = "go_symbols"
+SYMBOLS_FACT = "go-symbols"
 
 
 class BuildInfoError(ValueError):
@@ -214,6 +218,7 @@ class GoBinaryAnalyzer(ElfCandidates, Analyzer):
             if elf is None:
                 return None
             found = read_buildinfo(elf)
+            symbols = self._symbols(elf) if found is not None and self.wants_symbols else None
         except (ElfError, BuildInfoError, OSError, struct.error) as exc:
             if isinstance(exc, ElfError) and not _looks_go(file):
                 return None  # a broken non-Go ELF is not this analyzer's business
@@ -221,7 +226,31 @@ class GoBinaryAnalyzer(ElfCandidates, Analyzer):
         if found is None:
             return None
         go_version, raw = found
-        return self._packages(path, go_version, raw)
+        result = self._packages(path, go_version, raw)
+        if isinstance(symbols, str):
+            result.warnings.append(ScanWarning(f"Go symbols: {symbols}", path, self.name))
+        elif symbols is not None:
+            result.facts[SYMBOLS_FACT] = [{"path": path, "symbols": symbols}]
+        return result
+
+    @property
+    def wants_symbols(self) -> bool:
+        """Set by ``--vulns`` (``ScanOptions.extra["go_symbols"]``): reachability needs the
+        function names, and reading them here, while the file is open, costs one bounded
+        read instead of a second pass over every binary."""
+        return bool(self.options.extra.get(SYMBOLS_OPTION))
+
+    def cache_key(self) -> str:
+        return "symbols" if self.wants_symbols else ""
+
+    @staticmethod
+    def _symbols(elf: ElfFile) -> list[str] | str:
+        """Sorted normalised symbols, or the reason there are none (a warning, not a
+        failure: the modules are still reported and their findings stay reachable)."""
+        try:
+            return sorted(symbol_index(names_from_elf(elf)))
+        except (PclntabError, ElfError, struct.error) as exc:
+            return str(exc)
 
     def _packages(self, path: str, go_version: str, raw: str) -> AnalysisResult:
         result = AnalysisResult()

@@ -66,6 +66,7 @@ class ImageConfigAnalyzer(PostAnalyzer):
     name: ClassVar[str] = "image-config"
     version: ClassVar[int] = 1
     description: ClassVar[str] = "root user, remote ADD, SSH port, healthcheck, age, labels"
+    reads: ClassVar[tuple[str, ...]] = ("etc/passwd",)
 
     def post_analyze(
         self, view: ImageView, packages: Sequence[Package], os: OSInfo | None

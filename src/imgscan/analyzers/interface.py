@@ -20,7 +20,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from imgscan.fileinfo import FileInfo, FileKind  # noqa: F401 - re-exported for analyzers
+from imgscan.errors import ImgscanError
+from imgscan.fileinfo import FileInfo, FileKind
 from imgscan.model import (
     Finding,
     LayerRef,
@@ -32,6 +33,20 @@ from imgscan.model import (
 
 if TYPE_CHECKING:
     from imgscan.analyzers.elffile import ElfFile
+
+__all__ = [
+    "DEFAULT_MAX_READ",
+    "AnalysisResult",
+    "Analyzer",
+    "AnalyzerError",
+    "FileInfo",
+    "FileInput",
+    "FileKind",
+    "ImageView",
+    "PostAnalyzer",
+    "ScanOptions",
+    "ViewEntry",
+]
 
 #: The most any analyzer gets from ``FileInput.read()``; larger files must be streamed.
 DEFAULT_MAX_READ = 64 << 20
@@ -226,6 +241,10 @@ class PostAnalyzer(_Base):
     #: matched on ``path``: its rows are merged into that table's, and its table is dropped
     refines: ClassVar[str | None] = None
     facts: dict[str, list[dict[str, Any]]]
+    #: files (fnmatch patterns on the relative path) this analyzer opens through the view:
+    #: a streamed scan keeps their bytes while it walks the layers (nothing else can be
+    #: opened afterwards: ``view.open`` raises OSError for it)
+    reads: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def post_analyze(
@@ -234,5 +253,9 @@ class PostAnalyzer(_Base):
         """Look at the merged image. Raise nothing for bad content: return warnings."""
 
 
-class AnalyzerError(Exception):
-    """An analyzer plugin could not be loaded or is not a valid analyzer."""
+class AnalyzerError(ImgscanError):
+    """An analyzer plugin could not be loaded or is not a valid analyzer: the installation
+    is broken, so it is the environment that cannot be used (exit code 3), said plainly
+    and naming the distribution, never an "unexpected" crash."""
+
+    exit_code = 3

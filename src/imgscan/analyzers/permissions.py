@@ -110,6 +110,7 @@ class PermissionsAnalyzer(PostAnalyzer):
     name: ClassVar[str] = "permissions"
     version: ClassVar[int] = 1
     description: ClassVar[str] = "setuid/setgid, world-writable files, devices, capabilities"
+    reads: ClassVar[tuple[str, ...]] = ("etc/passwd", "etc/group")
 
     def post_analyze(
         self, view: ImageView, packages: Sequence[Package], os: OSInfo | None

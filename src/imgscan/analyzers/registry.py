@@ -48,7 +48,7 @@ def find_plugins() -> list[PluginSpec]:
     seen: dict[tuple[str, str], PluginSpec] = {}
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist
-        name = dist.metadata.get("Name", "?") if dist is not None else "?"
+        name = (dist.metadata.get_all("Name") or ["?"])[0] if dist is not None else "?"
         version = (dist.version or "") if dist is not None else ""
         seen.setdefault((ep.name, ep.value), PluginSpec(ep.name, ep.value, name, version))
     return sorted(seen.values(), key=lambda s: s.entry_point)

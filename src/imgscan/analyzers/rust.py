@@ -93,7 +93,7 @@ class RustAuditableAnalyzer(ElfCandidates, Analyzer):
             return self._warn(path, f"cannot read: {exc}")
         try:
             sec = elf.section(SECTION) if elf is not None else None
-            if sec is None:
+            if elf is None or sec is None:
                 return None
             doc = decode_section(elf.read_section(sec, MAX_COMPRESSED))
         except (ElfError, AuditDataError) as exc:

@@ -20,7 +20,7 @@ from typing import Any
 
 from imgscan.cstorage.conf import StoreConfig, search_registries
 from imgscan.cstorage.locks import LockFile, get_lock
-from imgscan.errors import ImageError, ReferenceError_, StoreError
+from imgscan.errors import BadReferenceError, ImageError, StoreError
 
 SUPPORTED_DRIVERS = ("overlay",)
 _HEX = re.compile(r"^[0-9a-f]{1,64}$")
@@ -237,7 +237,7 @@ class ContainersStorage:
         registry; ``:latest`` is implied."""
         ref = ref.removeprefix("sha256:")
         if not ref:
-            raise ReferenceError_("containers-storage: empty image reference")
+            raise BadReferenceError("containers-storage: empty image reference")
         by_name = {n: img for img in self._images for n in img.names}
         if ref in by_name:
             return by_name[ref]
@@ -246,7 +246,7 @@ class ContainersStorage:
             if len(hits) == 1:
                 return hits[0]
             if len(hits) > 1:
-                raise ReferenceError_(f"containers-storage: id prefix {ref!r} is ambiguous "
+                raise BadReferenceError(f"containers-storage: id prefix {ref!r} is ambiguous "
                                       f"({len(hits)} images)")
         for cand in candidate_names(ref):
             if cand in by_name:
@@ -259,9 +259,9 @@ class ContainersStorage:
             if len(hits) == 1:
                 return next(iter(hits.values()))
             if len(hits) > 1:
-                raise ReferenceError_(f"containers-storage: short name {ref!r} matches "
+                raise BadReferenceError(f"containers-storage: short name {ref!r} matches "
                                       f"{len(hits)} images; give the full name")
-        raise ReferenceError_(f"containers-storage: no image {ref!r} in "
+        raise BadReferenceError(f"containers-storage: no image {ref!r} in "
                               f"{self.graph_root}")
 
 

@@ -22,7 +22,7 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     from imgscan.reportschema import schema_errors
 
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise UsageError(f"baseline {path}: cannot read a JSON report: {e}") from None
     errors = schema_errors(data)
@@ -59,7 +59,8 @@ def apply_baseline(report: Report, old_report: Mapping[str, Any]) -> BaselineOut
         if old.id:
             ids.add(old.id)
         keys.add(_fallback_key(old))
-    new, known = [], []
+    new: list[Finding] = []
+    known: list[Finding] = []
     for f in report.findings:
         (known if (f.id and f.id in ids) or _fallback_key(f) in keys else new).append(f)
     return BaselineOutcome(report=dataclasses.replace(report, findings=new), known=known)

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 from imgscan.errors import UsageError
 from imgscan.gate.verdict import ANALYZER as _ANALYZER
@@ -53,12 +52,20 @@ class IgnoreRule:
     def matches(self, f: Finding) -> bool:
         if self.id and f.id != self.id:
             return False
-        if self.rule and not fnmatch.fnmatchcase(f.rule_id, self.rule):
+        if self.rule and not any(fnmatch.fnmatchcase(name, self.rule) for name in _names(f)):
             return False
         if self.path and not fnmatch.fnmatchcase(_where(f), self.path):
             return False
         return not (self.package and not (f.package
                                           and fnmatch.fnmatchcase(f.package, self.package)))
+
+
+def _names(f: Finding) -> list[str]:
+    """What a ``rule`` selector matches: the rule id and, for a vulnerability, every id and
+    alias it was reported under, so ``rule = "CVE-2023-1234"`` ignores the GHSA and PYSEC
+    records of that CVE whichever one became the finding's primary id."""
+    props = f.properties or {}
+    return [f.rule_id, *props.get("ids", ()), *props.get("aliases", ())]
 
 
 def _where(f: Finding) -> str:
@@ -74,7 +81,7 @@ class IgnoreFile:
     rules: tuple[IgnoreRule, ...] = ()
 
 
-def _date(value: Any, where: str) -> date:
+def _date(value: object, where: str) -> date:
     if isinstance(value, datetime):
         raise UsageError(f"{where}: expires must be a date (YYYY-MM-DD), not a date-time")
     if isinstance(value, date):

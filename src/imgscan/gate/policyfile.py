@@ -12,7 +12,7 @@ import fnmatch
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,17 +22,10 @@ from imgscan.errors import UsageError
 from imgscan.gate.verdict import ANALYZER as _ANALYZER
 from imgscan.gate.verdict import POLICY_CATEGORY
 from imgscan.model import Finding, Location, Package, Report, ScanWarning, Severity
-from imgscan.versions import dpkg_compare, pep440_compare, rpm_compare, semver_compare
 
-#: types whose versions can be ordered; others (apk, maven, …) take only ==/!= globs
-COMPARATORS: dict[str, Callable[[str, str], int]] = {
-    "deb": dpkg_compare,
-    "rpm": rpm_compare,
-    "pypi": pep440_compare,
-    "npm": semver_compare,
-    "cargo": semver_compare,
-    "golang": semver_compare,
-}
+#: purl types whose versions can be ordered come from ``imgscan.versions.COMPARATORS`` (apk and
+#: maven included); other types take only ==/!= globs
+from imgscan.versions import COMPARATORS as COMPARATORS
 
 _CLAUSE = re.compile(r"\s*(==|!=|<=|>=|<|>)?\s*(\S+)\s*")
 

@@ -250,7 +250,7 @@ class TarArchive:
     def open(self, name: str) -> BinaryIO:
         off, size = self._lookup(name)
         reader = _MemberReader(self._fd, off, size, f"{self.description}: {name}")
-        return io.BufferedReader(reader, buffer_size=1 << 16)  # type: ignore[return-value]
+        return io.BufferedReader(reader, buffer_size=1 << 16)
 
     def read(self, name: str, limit: int) -> bytes:
         if self._lookup(name)[1] > limit:

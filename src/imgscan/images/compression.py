@@ -16,14 +16,18 @@ from __future__ import annotations
 import io
 import lzma
 import zlib
-
-try:  # ISA-L inflates gzip 2-3x faster than zlib, with zlib's interface
-    from isal import isal_zlib as _inflate
-except ImportError:  # pragma: no cover - a platform without isal wheels
-    _inflate = zlib  # type: ignore[assignment]
+from types import ModuleType
 from typing import BinaryIO
 
+try:  # ISA-L inflates gzip 2-3x faster than zlib, with zlib's interface
+    from isal import isal_zlib as _isal_zlib
+
+    _inflate: ModuleType = _isal_zlib
+except ImportError:  # pragma: no cover - a platform without isal wheels
+    _inflate = zlib
+
 from imgscan.errors import ImageError
+from imgscan.images.digest import ByteReader
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -66,7 +70,7 @@ def _read_head(raw: BinaryIO, n: int) -> bytes:
 class _Prefixed(io.RawIOBase):
     """Gives back bytes already read from a stream before the rest of it."""
 
-    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+    def __init__(self, head: bytes, raw: ByteReader) -> None:
         self._head = head
         self._raw = raw
 
@@ -103,7 +107,7 @@ class _Decompressed(io.RawIOBase):
 
     what = "compressed"
 
-    def __init__(self, raw: BinaryIO, label: str) -> None:
+    def __init__(self, raw: ByteReader, label: str) -> None:
         self._raw = raw
         self._label = label
         self._out = b""
@@ -149,7 +153,7 @@ class _Decompressed(io.RawIOBase):
 class GzipReader(_Decompressed):
     """Streams a (possibly multi-member) gzip; trailing NUL padding is tolerated."""
 
-    def __init__(self, raw: BinaryIO, label: str = "gzip stream") -> None:
+    def __init__(self, raw: ByteReader, label: str = "gzip stream") -> None:
         super().__init__(raw, label)
         self._d = _inflate.decompressobj(wbits=31)
         self._in = b""  # compressed input not yet given to the decompressor
@@ -202,7 +206,7 @@ class _ZstdFrameTracker(io.RawIOBase):
     after the last frame.
     """
 
-    def __init__(self, raw: BinaryIO, label: str) -> None:
+    def __init__(self, raw: ByteReader, label: str) -> None:
         self._raw = raw
         self._label = label
         self._skip = 0  # payload bytes to pass over before the next header
@@ -289,14 +293,15 @@ class _ZstdFrameTracker(io.RawIOBase):
 class ZstdReader(_Decompressed):
     """Streams every frame of a zstd blob, with zstd's default window limit."""
 
-    def __init__(self, raw: BinaryIO, label: str = "zstd stream") -> None:
+    def __init__(self, raw: ByteReader, label: str = "zstd stream") -> None:
         import zstandard  # imported here: `imgscan mount` of a gzip image never needs it
 
         super().__init__(raw, label)
         self._zstd_error = zstandard.ZstdError
         self._tracker = _ZstdFrameTracker(raw, label)
         self._reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
-            self._tracker, read_size=READ_SIZE, read_across_frames=True, closefd=False
+            self._tracker,  # type: ignore[arg-type]  # zstandard needs only read()
+            read_size=READ_SIZE, read_across_frames=True, closefd=False
         )
 
     def _produce(self) -> bytes:
@@ -313,7 +318,7 @@ class XzReader(_Decompressed):
     """Streams a (possibly multi-stream) xz, with stream padding between and after streams
     (xz(1) writes and reads both); the decoder's memory is capped at ``XZ_MEMLIMIT``."""
 
-    def __init__(self, raw: BinaryIO, label: str = "xz stream") -> None:
+    def __init__(self, raw: ByteReader, label: str = "xz stream") -> None:
         super().__init__(raw, label)
         self._d = self._decoder()
         self._in = b""  # compressed input not yet given to the decoder

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import BinaryIO
+from typing import Protocol
 
 from imgscan.errors import DigestMismatch, ImageError
 
@@ -16,7 +16,7 @@ _DIGEST_RE = re.compile(r"^(?P<alg>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<enc>[a-zA-
 _HEX = {"sha256": 64, "sha512": 128}
 
 
-def parse_digest(digest: str) -> tuple[str, str]:
+def parse_digest(digest: object) -> tuple[str, str]:
     """Split ``alg:hex`` and check it; raise ImageError for anything malformed or unsupported."""
     if not isinstance(digest, str):
         raise ImageError(f"digest is not a string: {digest!r}")
@@ -50,6 +50,15 @@ def verify_bytes(data: bytes, digest: str, what: str, size: int | None = None) -
         raise DigestMismatch(f"{what}: digest mismatch (expected {digest}, got {alg}:{got})")
 
 
+class ByteReader(Protocol):
+    """What the stream readers need of what they wrap: a file, a response body, another
+    reader. ``read(n)`` returns at most ``n`` bytes, ``b""`` only at the end."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class HashingReader:
     """A file-like wrapper that hashes what is read and checks digest and size at EOF.
 
@@ -58,7 +67,7 @@ class HashingReader:
 
     def __init__(
         self,
-        raw: BinaryIO,
+        raw: ByteReader,
         expected: str | None,
         what: str,
         size: int | None = None,

@@ -22,7 +22,7 @@ import urllib3
 from urllib3.connection import HTTPConnection
 from urllib3.exceptions import HTTPError
 
-from imgscan.errors import ImageError, ReferenceError_, UsageError
+from imgscan.errors import BadReferenceError, ImageError, UsageError
 from imgscan.images.interface import Platform, SourceImage
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -103,7 +103,7 @@ class Engine:
         self.check()
         r = self._request("GET", url)
         if r.status == 404:
-            raise ReferenceError_(f"{self.what}: {what}: {_message(r.data)}")
+            raise BadReferenceError(f"{self.what}: {what}: {_message(r.data)}")
         if r.status != 200:
             raise ImageError(f"{self.what}: {what}: HTTP {r.status}: {_message(r.data)}")
         try:
@@ -141,7 +141,7 @@ class Engine:
                           timeout=urllib3.Timeout(connect=10, read=600))
         try:
             if r.status == 404:
-                raise ReferenceError_(f"{self.what}: {name}: {_message(r.read())}")
+                raise BadReferenceError(f"{self.what}: {name}: {_message(r.read())}")
             if r.status != 200:
                 raise ImageError(f"{self.what}: {name}: HTTP {r.status}: "
                                  f"{_message(r.read())}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgscan.errors import ImageError, ReferenceError_
+from imgscan.errors import BadReferenceError, ImageError
 from imgscan.images.reference import normalize_docker_name
 
 __all__ = ["canonical_keys", "choose_item", "str_list", "with_tag"]
@@ -59,7 +59,7 @@ def choose_item(items: list[dict[str, Any]], ref: str | None, index: int | None,
     available = ", ".join(label(i, it) for i, it in enumerate(items[:20])) or "none"
     if index is not None:
         if not 0 <= index < len(items):
-            raise ReferenceError_(
+            raise BadReferenceError(
                 f"{what}: @{index} is out of range (manifest.json has {len(items)} images)"
             )
         return items[index]
@@ -69,9 +69,9 @@ def choose_item(items: list[dict[str, Any]], ref: str | None, index: int | None,
             tags = str_list(item.get("RepoTags"), f"{what}: manifest.json[{i}].RepoTags")
             if any(normalize_docker_name(t) == want for t in tags):
                 return item
-        raise ReferenceError_(f"{what}: no image tagged {ref!r}; available: {available}")
+        raise BadReferenceError(f"{what}: no image tagged {ref!r}; available: {available}")
     if len(items) != 1:
-        raise ReferenceError_(
+        raise BadReferenceError(
             f"more than one image in {what}, choose one with :REF or @N; available: {available}"
             if items else f"{what}: manifest.json lists no image"
         )

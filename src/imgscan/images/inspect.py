@@ -52,7 +52,9 @@ def inspect_dict(
 ) -> dict[str, Any]:
     """The inspect document for ``image``; ``name`` is the repository (``host/repo``)."""
     config = image.config
-    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    inner = config.get("config")
+    if not isinstance(inner, dict):
+        inner = {}
     out: dict[str, Any] = {}
     if name:
         out["Name"] = name

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypedDict
 
 from imgscan.errors import ImageError
 from imgscan.images import mediatypes as mt
@@ -22,6 +22,16 @@ from imgscan.images.digest import HashingReader, parse_digest, sha256_digest, ve
 #: Manifests and configs are small; anything larger is hostile or broken.
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_CONFIG_BYTES = 32 << 20
+
+
+class RegistryOptions(TypedDict, total=False):
+    """How to reach a registry: credentials, an auth file, TLS. Only ``docker://`` sources
+    read them; every other source ignores them."""
+
+    creds: str | None
+    authfile: str | None
+    tls_verify: bool
+    cert_dir: str | None
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class Platform:
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
     @classmethod
-    def from_json(cls, obj: Any) -> Platform | None:
+    def from_json(cls, obj: object) -> Platform | None:
         if not isinstance(obj, dict):
             return None
         return cls(
@@ -62,12 +72,12 @@ class Descriptor:
     urls: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, obj: Any, what: str) -> Descriptor:
+    def from_json(cls, obj: object, what: str) -> Descriptor:
         """Parse and validate a descriptor; every malformed field is an ImageError."""
         if not isinstance(obj, dict):
             raise ImageError(f"{what}: descriptor is not an object")
-        digest = obj.get("digest")
-        parse_digest(digest)
+        parse_digest(obj.get("digest"))
+        digest: str = obj["digest"]  # checked
         size = obj.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ImageError(f"{what}: descriptor size {size!r} is not a non-negative integer")
@@ -303,7 +313,7 @@ def parse_config(data: bytes, what: str) -> dict[str, Any]:
 
 def layer_history(config: Mapping[str, Any]) -> list[str]:
     """``created_by`` of the history entries that made a layer, in layer order."""
-    out = []
+    out: list[str] = []
     history = config.get("history")
     if not isinstance(history, list):
         return out

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-from imgscan.errors import ImageError, ReferenceError_
+from imgscan.errors import BadReferenceError, ImageError
 from imgscan.images import mediatypes as mt
 from imgscan.images.digest import parse_digest
 from imgscan.images.interface import (
@@ -176,29 +176,29 @@ def _select(
     if index is not None:
         assert isinstance(entries, list)
         if not 0 <= index < len(entries):
-            raise ReferenceError_(
+            raise BadReferenceError(
                 f"{what}: @{index} is out of range (index.json has {len(entries)} entries)"
             )
         for i, d in found:
             if i == index:
                 return d
-        raise ReferenceError_(f"{what}: entry @{index} is not an image or an index")
+        raise BadReferenceError(f"{what}: entry @{index} is not an image or an index")
     if ref is not None:
         named = [(i, d) for i, d in found if d.annotations.get(REF_NAME) == ref]
         if not named:
-            raise ReferenceError_(
+            raise BadReferenceError(
                 f"{what}: no image named {ref!r}; available: {_available(found)}"
             )
         if len({d.digest for _, d in named}) > 1:
-            raise ReferenceError_(
+            raise BadReferenceError(
                 f"{what}: more than one image named {ref!r}, choose one with @N; "
                 f"available: {_available(named)}"
             )
         return named[0][1]
     if not found:
-        raise ReferenceError_(f"{what}: no image in index.json")
+        raise BadReferenceError(f"{what}: no image in index.json")
     if len({d.digest for _, d in found}) > 1:
-        raise ReferenceError_(
+        raise BadReferenceError(
             f"more than one image in {what}, choose one with :REF or @N; "
             f"available: {_available(found)}"
         )

@@ -5,12 +5,14 @@ component, every package a ``library`` component with its purl, licenses (by nam
 databases rarely hold SPDX ids, and a wrong id is worse than a name), ``evidence.occurrences``
 for the files it was read from, and ``imgscan:*`` properties for layer and locations.
 
-Findings are not in the SBOM as vulnerabilities. CycloneDX ``vulnerabilities`` mean known
-advisories about components (CVE-like ids, sources, ``affects`` refs); imgscan's findings are
-about files and configuration (secrets, setuid bits, ELF hardening), most of which belong to no
-component, and Dependency-Track & co. would ingest them as fake advisories. The SBOM carries
-counts by severity as ``imgscan:findings:*`` properties on the image; SARIF and JSON carry
-the findings themselves.
+Only ``vulnerability`` findings (``--vulns``: known OSV advisories about a package) become
+CycloneDX ``vulnerabilities``, one per advisory id with an ``affects`` ref per component; a Go
+advisory whose vulnerable functions are not in the binary is ``analysis.state
+not_affected`` / ``code_not_reachable``. Other findings are about files and configuration
+(secrets, setuid bits, ELF hardening), most of which belong to no component, and
+Dependency-Track & co. would ingest them as fake advisories. The SBOM carries counts by
+severity as ``imgscan:findings:*`` properties on the image; SARIF and JSON carry the findings
+themselves.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ def cyclonedx_bom(report: Report) -> dict[str, Any]:
     tool = {"type": "application", "name": str(r.tool.get("name", "imgscan"))}
     if r.tool.get("version"):
         tool["version"] = str(r.tool["version"])
-    return {
+    bom = {
         "$schema": SCHEMA_URI,
         "bomFormat": "CycloneDX",
         "specVersion": SPEC_VERSION,
@@ -147,6 +149,57 @@ def cyclonedx_bom(report: Report) -> dict[str, Any]:
             *({"ref": c["bom-ref"]} for c in components),
         ],
     }
+    vulns = _vulnerabilities(r, refs)
+    if vulns:
+        bom["vulnerabilities"] = vulns
+    return bom
+
+
+def _osv_source(vid: str) -> dict[str, str]:
+    return {"name": "OSV", "url": f"https://osv.dev/vulnerability/{vid}"}
+
+
+def _vulnerabilities(r: Report, refs: list[str]) -> list[dict[str, Any]]:
+    """One entry per advisory id, affecting every component (by purl) it was found in."""
+    by_purl: dict[str, list[str]] = {}
+    for p, ref in zip(r.packages, refs, strict=True):
+        by_purl.setdefault(p.purl, []).append(ref)
+    out: dict[str, dict[str, Any]] = {}
+    for f in r.findings:
+        if f.category != "vulnerability":
+            continue
+        props = f.properties or {}
+        v = out.get(f.rule_id)
+        if v is None:
+            v = out[f.rule_id] = {"bom-ref": f"vuln:{f.rule_id}", "id": f.rule_id,
+                                  "source": _osv_source(f.rule_id), "affects": []}
+            others = [a for a in [*props.get("ids", ()), *props.get("aliases", ())]
+                      if a != f.rule_id]
+            if others:
+                v["references"] = [{"id": a, "source": _osv_source(a)} for a in others]
+            rating: dict[str, Any] = {"source": {"name": str(props.get("severity_source")
+                                                           or "OSV")},
+                                      "severity": props.get("original_severity",
+                                                            f.severity.value)}
+            if "cvss_score" in props:
+                rating["score"] = props["cvss_score"]
+            v["ratings"] = [rating]
+            if f.description:
+                v["description"] = f.description
+            if props.get("fixed_version"):
+                v["recommendation"] = f"Upgrade to {props['fixed_version']} or later."
+            if props.get("reachability") == "not-reachable":
+                v["analysis"] = {"state": "not_affected",
+                                 "justification": "code_not_reachable",
+                                 "detail": str(props.get("reachability_reason", ""))}
+        known = {a["ref"] for a in v["affects"]}
+        for ref in by_purl.get(f.package, []):
+            if ref not in known:
+                v["affects"].append({"ref": ref, "versions": [
+                    {"version": str(props.get("installed_version", "")),
+                     "status": "affected"}]})
+                known.add(ref)
+    return [v for v in out.values() if v["affects"]]
 
 
 class CycloneDXWriter(Writer):

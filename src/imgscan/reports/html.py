@@ -14,8 +14,9 @@ import hashlib
 from collections import Counter, defaultdict
 from html import escape
 from typing import TextIO
+from urllib.parse import quote
 
-from imgscan.model import Report
+from imgscan.model import Finding, Report
 from imgscan.reports.common import (
     canonical,
     human_size,
@@ -60,6 +61,14 @@ document.querySelectorAll("table.sortable-table").forEach(function(t){
     return asc?r:-r});
    rows.forEach(function(r){b.appendChild(r)});
   })})});
+function vfilter(){
+ var q=document.getElementById("vfilter").value.toLowerCase(),
+     fx=document.getElementById("vfixed").checked;
+ document.querySelectorAll("#vulnerabilities tbody tr").forEach(function(r){
+  var ok=r.textContent.toLowerCase().indexOf(q)>=0&&(!fx||r.dataset.fixed==="1");
+  r.style.display=ok?"":"none"})}
+document.querySelectorAll("input.vfilter,input.vfixed").forEach(function(el){
+ el.addEventListener("input",vfilter);el.addEventListener("change",vfilter)});
 var m=/^#sort=([a-z]+):([0-9]+)(:desc)?$/.exec(location.hash);
 if(m){var t=document.getElementById(m[1]);
  if(t){var h=t.querySelectorAll("th.sortable")[+m[2]];
@@ -123,6 +132,36 @@ def _td(text: object, sort: object | None = None) -> str:
     return f"<td{attr}>{_e(text)}</td>"
 
 
+def _vulnerabilities(vulns: list[Finding]) -> str:
+    """--vulns findings with a text filter and a "has a fix" switch (the page's own script;
+    rows carry ``data-fixed``), since an image can have hundreds of them."""
+    if not vulns:
+        return ""
+    rows = []
+    for f in vulns:
+        p = f.properties or {}
+        fixed = str(p.get("fixed_version", ""))
+        reach = "not reachable: " + str(p.get("reachability_reason", "")) \
+            if p.get("reachability") == "not-reachable" else ""
+        ids = ", ".join([*p.get("ids", ()), *p.get("aliases", ())])
+        rows.append(
+            f'<tr data-fixed="{1 if fixed else 0}">'
+            f'<td data-sort="{f.severity.rank}">{_sev_badge(f.severity.value)}</td>'
+            f'<td><a href="https://osv.dev/vulnerability/{_e(quote(f.rule_id, safe=""))}">'
+            f"{_e(f.rule_id)}</a></td>" + _td(p.get("name", "")) +
+            _td(p.get("installed_version", "")) + _td(fixed or "-") + _td(ids) +
+            _td(f.description) + _td(reach) + "</tr>")
+    head = "".join(f'<th class="sortable" scope="col">{h}</th>' for h in
+                   ("Severity", "ID", "Package", "Installed", "Fixed", "Also known as",
+                    "Summary", "Reachability"))
+    return (f"<h2>Vulnerabilities ({len(vulns)})</h2>"
+            '<p><input id="vfilter" class="vfilter" type="search" placeholder="filter" '
+            'aria-label="filter vulnerabilities"> <label><input id="vfixed" class="vfixed" '
+            'type="checkbox"> only with a fix</label></p>'
+            f'<table id="vulnerabilities" class="sortable-table"><thead><tr>{head}</tr>'
+            f'</thead><tbody>{"".join(rows)}</tbody></table>')
+
+
 def render_html(report: Report) -> str:
     r = canonical(report)
     img = r.image
@@ -172,6 +211,8 @@ def render_html(report: Report) -> str:
                            "Evidence", "ID"], finding_rows, "findings")
                 if finding_rows else "<p>No findings.</p>")
 
+    vulns = _vulnerabilities([f for f in r.findings if f.category == "vulnerability"])
+
     package_rows = [[_td(p.type), _td(p.name), _td(p.version), _td(p.arch),
                      _td(p.source_name), _td(", ".join(p.licenses)),
                      _td(layer_label(p.layer), p.layer.index if p.layer else ""),
@@ -214,6 +255,7 @@ def render_html(report: Report) -> str:
         f"<h2>Image</h2>{summary}"
         f'<div class="charts"><div class="chart">{sev_chart}</div>'
         f'<div class="chart">{type_chart}</div></div>'
+        f"{vulns}"
         f"<h2>Findings ({len(r.findings)})</h2>{findings}"
         f"<h2>Layers ({len(r.layers)})</h2>{layers}"
         f"<h2>Packages ({len(r.packages)})</h2>{packages}"

@@ -67,7 +67,7 @@ def _is_builtin(ep: metadata.EntryPoint) -> bool:
     dist = ep.dist
     if dist is None:  # metadata without a distribution: judge by where the class lives
         return ep.value.startswith("imgscan.reports.")
-    return (dist.metadata.get("Name") or "").lower() == _BUILTIN_DISTRIBUTION
+    return "".join(dist.metadata.get_all("Name", [])[:1]).lower() == _BUILTIN_DISTRIBUTION
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:

@@ -51,6 +51,8 @@ def uri_for(path: str) -> str:
 def _rule(f: Finding) -> dict[str, Any]:
     help_text = CATEGORY_HELP.get(f.category, _DEFAULT_HELP)
     full = f.description or f.title
+    if f.category == "vulnerability":
+        return _vuln_rule(f, help_text, full)
     return {
         "id": f.rule_id,
         "name": "".join(w.capitalize() for w in
@@ -63,6 +65,29 @@ def _rule(f: Finding) -> dict[str, Any]:
             "tags": ["security", f.category],
             "precision": "high",
             "security-severity": SECURITY_SEVERITY[f.severity],
+        },
+    }
+
+
+def _vuln_rule(f: Finding, help_text: str, full: str) -> dict[str, Any]:
+    """A rule per vulnerability id, pointing at its OSV page (code scanning links it)."""
+    props = f.properties or {}
+    names = [*props.get("ids", ()), *props.get("aliases", ())]
+    return {
+        "id": f.rule_id,
+        "name": f.rule_id,
+        "shortDescription": {"text": f.description or f.rule_id},
+        "fullDescription": {"text": full},
+        "helpUri": f"https://osv.dev/vulnerability/{quote(f.rule_id, safe='')}",
+        "help": {"text": f"{help_text} Known as: {', '.join(names) or f.rule_id}.",
+                 "markdown": f"**vulnerability** {', '.join(names) or f.rule_id}: see "
+                             f"[{f.rule_id}](https://osv.dev/vulnerability/{f.rule_id})"},
+        "defaultConfiguration": {"level": LEVELS[f.severity]},
+        "properties": {
+            "tags": ["security", "vulnerability"],
+            "precision": "high",
+            "security-severity": str(props["cvss_score"]) if "cvss_score" in props
+            else SECURITY_SEVERITY[f.severity],
         },
     }
 

@@ -100,6 +100,21 @@ def _package(p: Package, sid: str, lic: _Licenses) -> dict[str, Any]:
     return d
 
 
+def _advisory_refs(r: Report) -> dict[str, list[dict[str, str]]]:
+    """--vulns findings as SPDX 2.3 ``SECURITY``/``advisory`` external refs on the package
+    (by purl), one per vulnerability id, pointing at its OSV page."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for f in r.findings:
+        if f.category != "vulnerability" or not f.package:
+            continue
+        refs = out.setdefault(f.package, [])
+        url = f"https://osv.dev/vulnerability/{f.rule_id}"
+        if all(x["referenceLocator"] != url for x in refs):
+            refs.append({"referenceCategory": "SECURITY", "referenceType": "advisory",
+                         "referenceLocator": url, "comment": f.title})
+    return out
+
+
 def _image_package(r: Report) -> dict[str, Any]:
     img = r.image
     name = img.name or img.id or "image"
@@ -145,12 +160,16 @@ def spdx_document(report: Report) -> dict[str, Any]:
             os_pkg["description"] = r.os.pretty_name
         packages.append(os_pkg)
     used: set[str] = {p["SPDXID"] for p in packages}
+    advisories = _advisory_refs(r)
     for i, p in enumerate(r.packages):
         sid = spdx_id("Package", p.type, p.name, p.version, p.arch, *p.locations)
         if sid in used:  # exact duplicates in the model
             sid = f"{sid}-{i}"
         used.add(sid)
-        packages.append(_package(p, sid, lic))
+        pkg = _package(p, sid, lic)
+        if p.purl in advisories:
+            pkg["externalRefs"] = [*pkg.get("externalRefs", []), *advisories[p.purl]]
+        packages.append(pkg)
     rels += [{"spdxElementId": image["SPDXID"], "relationshipType": "CONTAINS",
               "relatedSpdxElement": p["SPDXID"]} for p in packages[1:]]
     name = r.image.name or r.image.id or "image"

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from tabulate import tabulate
 
-from imgscan.model import LayerRef, Package, Report
+from imgscan.model import Finding, LayerRef, Package, Report
 from imgscan.reports.common import (
     canonical,
     human_size,
@@ -100,11 +100,25 @@ def _counts(r: Report) -> str:
                     headers=[*heads, "TOTAL"], tablefmt=_FMT, disable_numparse=True)
 
 
+def _vulnerabilities(vulns: list[Finding]) -> str:
+    """--vulns findings: what a person fixes by upgrading (not-reachable Go ones say so)."""
+    rows = []
+    for f in vulns:
+        p = f.properties or {}
+        sev = f.severity.value.upper()
+        if p.get("reachability") == "not-reachable":
+            sev += " (not reachable)"
+        rows.append([f.rule_id, p.get("name", ""), p.get("installed_version", ""),
+                     p.get("fixed_version", "") or "-", sev])
+    return _table(rows, ["ID", "Package", "Installed", "Fixed", "Severity"],
+                  [18, 22, 16, 16])
+
+
 def _findings(r: Report) -> str:
     rows = [
         [f.severity.value.upper(), f.rule_id, location_text(f),
          _layer(f.location.layer, f.location.hidden_by), f.title]
-        for f in r.findings
+        for f in r.findings if f.category != "vulnerability"
     ]
     text = _table(rows, ["Severity", "Rule", "Location", "Layer", "Title"], [10, 24, -28, 7])
     if any(f.location.hidden_by is not None for f in r.findings):
@@ -168,7 +182,13 @@ def render_table(report: Report, packages: bool = False, elf: bool = False) -> s
     """The whole terminal report; packages and ELF rows only when asked for."""
     r = canonical(report)
     sections = [_summary(r), "Findings by severity\n" + _counts(r)]
-    sections.append("Findings\n" + _findings(r) if r.findings else "No findings.")
+    vulns = [f for f in r.findings if f.category == "vulnerability"]
+    if vulns:
+        sections.append(f"Vulnerabilities ({len(vulns)})\n" + _vulnerabilities(vulns))
+    if len(vulns) < len(r.findings):
+        sections.append("Findings\n" + _findings(r))
+    elif not r.findings:
+        sections.append("No findings.")
     if packages:
         sections.append("Packages\n" + (_packages(r) if r.packages else "none found"))
     if elf and r.facts.get("elf"):

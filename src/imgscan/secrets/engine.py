@@ -32,11 +32,15 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from imgscan.model import Severity
-from imgscan.secrets.prefilter import Prefilter, build
+from imgscan.secrets.prefilter import Prefilter, SmallPrefilter, build
 from imgscan.secrets.redact import fingerprint, redact
 from imgscan.secrets.rules import Rule, RuleSet
 
 CHUNK_SIZE = 1 << 20
+#: buffers up to this size are served without building the fast prefilter, for the first
+#: SMALL_CALLS of them (an image config; a scan of many files builds it soon enough)
+SMALL_BUFFER = 16 << 10
+SMALL_CALLS = 32
 BINARY_SNIFF = 8000
 #: findings past this many in one file are dropped with a warning (a dump of tokens is one
 #: problem, not a million findings)
@@ -80,7 +84,8 @@ class Match:
         i, j = self.secret_offset, self.secret_offset + len(self.secret)
         if not ctx or ctx[i:j] != self.secret:
             return _render(self.secret, show)
-        before, after = [], []
+        before: list[str] = []
+        after: list[str] = []
         pos = 0
         # every other detected secret in the context is rendered like this one
         for off, n in sorted([*self.masks, (i, j - i)]):
@@ -186,8 +191,30 @@ class SecretScanner:
         for i, r in enumerate(self.rules):
             for k in r.keywords:
                 by_kw.setdefault(k, []).append(i)
-        self._prefilter: Prefilter | None = build(by_kw, backend)
+        # built on first use (a Hyperscan database takes ~0.1 s to compile): a scan whose
+        # layers are all cached only looks at the image config, which the small-buffer
+        # prefilter serves
+        self._by_kw = by_kw
+        self._backend_choice = backend
+        self._big: Prefilter | None = None
+        self._small = SmallPrefilter(by_kw) if by_kw else None
+        self._small_calls = 0
         self._index = {r.id: i for i, r in enumerate(self.rules)}
+
+    @property
+    def _prefilter(self) -> Prefilter | None:
+        if self._big is None and self._by_kw:
+            self._big = build(self._by_kw, self._backend_choice)
+        return self._big
+
+    def _prefilter_for(self, buf: bytes) -> Prefilter:
+        if self._big is None and len(buf) <= SMALL_BUFFER and self._small is not None \
+                and self._small_calls < SMALL_CALLS:
+            self._small_calls += 1
+            return self._small
+        pf = self._prefilter
+        assert pf is not None
+        return pf
 
     @property
     def backend(self) -> str:
@@ -212,7 +239,7 @@ class SecretScanner:
         if rel and self.ruleset.allowlist.paths.matches(rel):
             return []
         wanted = [i for i, r in enumerate(self.rules) if r.wants_path(rel)]
-        if not wanted or self._prefilter is None:
+        if not wanted or self._small is None:
             return []
         st = _FileState(rel, wanted)
         cs = self.chunk_size
@@ -250,12 +277,11 @@ class SecretScanner:
 
     def _scan_chunk(self, st: _FileState, buf: bytes, base: int, line0: int, col0: int,
                     eof: bool) -> None:
-        assert self._prefilter is not None
         wanted = set(st.rules)
         windows: dict[int, list[tuple[int, int]]] = {}
         n = len(buf)
         at_start = base == 0
-        for p, kend, idxs in self._prefilter.hits(buf):
+        for p, kend, idxs in self._prefilter_for(buf).hits(buf):
             for i in idxs:
                 if i not in wanted or i in st.off:
                     continue

@@ -24,6 +24,27 @@ class Prefilter:
         raise NotImplementedError
 
 
+class SmallPrefilter(Prefilter):
+    """``bytes.find`` per keyword on a lower-cased copy: no automaton to build, which is
+    what a few kilobytes (an image config, a small file) want. Same hits, in end order."""
+
+    backend = "find"
+
+    def __init__(self, keywords: Mapping[str, Sequence[int]]) -> None:
+        self._words = [(k.encode("utf-8").lower(), tuple(idx)) for k, idx in keywords.items()]
+
+    def hits(self, buf: bytes) -> list[Hit]:
+        low = buf.lower()
+        out: list[Hit] = []
+        for kb, idx in self._words:
+            at = low.find(kb)
+            while at >= 0:
+                out.append((at, at + len(kb), idx))
+                at = low.find(kb, at + 1)
+        out.sort(key=lambda h: (h[1], h[0]))
+        return out
+
+
 class AhoCorasickPrefilter(Prefilter):
     backend = "pyahocorasick"
 

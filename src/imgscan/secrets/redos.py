@@ -15,10 +15,13 @@ this check is still bounded by the window size.
 
 from __future__ import annotations
 
+import importlib
 import re
-from re import _constants as C
-from re import _parser as P
 from typing import Any
+
+# CPython's own regex parser (private modules without type stubs)
+C = importlib.import_module("re._constants")
+P = importlib.import_module("re._parser")
 
 #: a bounded repeat above this many iterations is treated as unbounded
 LARGE = 1000

@@ -24,6 +24,7 @@ from typing import Any
 from imgscan.errors import UsageError
 from imgscan.model import Severity
 from imgscan.secrets.redos import ReDoSError, compile_checked
+from imgscan.secrets.rulecache import LazyPattern, cached, rules_key
 
 #: bump when the engine's behaviour changes for the same rules (part of ``RuleSet.digest``)
 ENGINE_VERSION = "1"
@@ -124,7 +125,17 @@ class PathSet:
         return cls(globs, rx)
 
     def matches(self, path: str) -> bool:
-        return self._rx is not None and self._rx.match(path.lstrip("/")) is not None
+        rx = self._rx
+        if rx is None:
+            if not self.globs:
+                return False
+            rx = re.compile("|".join(f"(?:{glob_to_regex(g).pattern})" for g in self.globs))
+            object.__setattr__(self, "_rx", rx)  # compiled on first use after unpickling
+        return rx.match(path.lstrip("/")) is not None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its globs: a cached rule set compiles only what a scan uses."""
+        return (PathSet, (self.globs,))
 
     def __bool__(self) -> bool:
         return bool(self.globs)
@@ -288,7 +299,9 @@ def _describe(err: Any) -> str:
 
 def _compile(rx: str, file: str, rule: str, fld: str) -> re.Pattern[bytes]:
     try:
-        return compile_checked(rx)
+        # checked and compiled now (a bad regex is an error at load time); cached rule sets
+        # carry the source only and compile on first use
+        return LazyPattern(rx, compile_checked(rx))  # type: ignore[return-value]
     except ReDoSError as e:
         raise RuleError(file, f"refused: {e}", rule=rule, field=fld) from None
     except (re.error, OverflowError, RecursionError) as e:
@@ -362,8 +375,28 @@ def load_rules(extra_dirs: Sequence[str | Path] = (), disabled: Iterable[str] = 
                builtin: bool = True) -> RuleSet:
     """Built-in rules, then each extra directory (a later id replaces an earlier one), minus
     the disabled ids. Unknown disabled ids are a usage error (a typo would silently keep a
-    rule on)."""
+    rule on). Validated and compiled once per content of the rule files (``rulecache``)."""
     dirs = ([rules_dir() / "secrets"] if builtin else []) + [Path(d) for d in extra_dirs]
+    disabled = tuple(sorted(set(disabled)))
+    try:
+        files = [p for i, d in enumerate(dirs)
+                 for p in (sorted(d.glob("*.toml")) if (builtin and i == 0) else _files(d))]
+    except RuleError:
+        files = []
+    key = rules_key(files, f"{ENGINE_VERSION}|{builtin}|{len(dirs)}|{','.join(disabled)}") \
+        if files else None
+    if key is not None and key in _LOADED:  # the CLI's check and the analyzers share one
+        return _LOADED[key]
+    rs = cached(key, lambda: _load_rules(dirs, disabled, builtin))
+    if key is not None:
+        _LOADED[key] = rs
+    return rs
+
+
+_LOADED: dict[str, RuleSet] = {}
+
+
+def _load_rules(dirs: list[Path], disabled: Iterable[str], builtin: bool) -> RuleSet:
     by_id: dict[str, Rule] = {}
     allow_values: set[bytes] = set()
     allow_rx: list[re.Pattern[bytes]] = []

@@ -30,6 +30,7 @@ from typing import Any
 
 from imgscan.atomic import write_json_atomic
 from imgscan.errors import StoreError
+from imgscan.fileinfo import FileInfo
 from imgscan.images.digest import hex_of
 from imgscan.store.limits import ExtractLimits
 from imgscan.store.lock import OwnerLock, StoreLock
@@ -86,6 +87,12 @@ class StoreCore:
 
     def index_path(self, chain_id: str) -> str:
         return os.path.join(self.layer_path(chain_id), "index")
+
+    def layer_entries(self, chain_id: str) -> list[FileInfo]:
+        """The layer's tar entries with their original metadata (its index), for a scan."""
+        from imgscan.store.layerindex import load_index
+
+        return load_index(self.index_path(chain_id))
 
     def image_dir(self, image_id: str) -> str:
         return self.path("images", hex_of(image_id))

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 import tarfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from imgscan.errors import ImageError, UnsafeLayerError
 from imgscan.fileinfo import FileInfo, FileKind
@@ -328,7 +329,7 @@ class _Extractor:
                 if self.as_root:
                     os.fchown(fd, info.uid, info.gid)
                 os.fchmod(fd, info.mode)
-                _apply_xattrs(lambda k, v, fd=fd: os.setxattr(fd, k, v), info)
+                _apply_xattrs(functools.partial(os.setxattr, fd), info)
                 os.utime(fd, (info.mtime, info.mtime))
             finally:
                 os.close(fd)
@@ -365,7 +366,7 @@ def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
     return out
 
 
-def _copy(src: BinaryIO, fd: int) -> None:
+def _copy(src: IO[bytes], fd: int) -> None:
     while True:
         chunk = src.read(_COPY_CHUNK)
         if not chunk:
@@ -403,7 +404,7 @@ def extract_layer(stream: BinaryIO, dest: str, limits: ExtractLimits | None = No
     try:
         try:
             tar = tarfile.open(  # noqa: SIM115 - closed by the with below
-                fileobj=stream, mode="r|", errorlevel=2  # type: ignore[arg-type]
+                fileobj=stream, mode="r|", errorlevel=2
             )
         except tarfile.ReadError as e:
             if _empty_stream_error(e):

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from imgscan.errors import ReferenceError_, StoreError
+from imgscan.errors import BadReferenceError, StoreError
 from imgscan.images.digest import hex_of
 
 STORE_VERSION = 1
@@ -32,7 +32,7 @@ def chain_ids(diff_ids: Iterable[str]) -> list[str]:
 def normalize_name(name: str) -> str:
     """``name`` -> ``name:latest``; a name with a tag or digest is kept as it is."""
     if not name or any(c.isspace() for c in name):
-        raise ReferenceError_(f"invalid image name {name!r}")
+        raise BadReferenceError(f"invalid image name {name!r}")
     last = name.rsplit("/", 1)[-1]
     if "@" in last or ":" in last:
         return name
@@ -129,7 +129,7 @@ def resolve_image(meta: StoreMeta, ref: str) -> ImageRecord:
     """An image by name[:tag], full or unique-prefix id (with or without ``sha256:``), or
     manifest digest."""
     if not ref:
-        raise ReferenceError_("empty image reference")
+        raise BadReferenceError("empty image reference")
     for candidate in (ref, normalize_name(ref) if "@" not in ref else ref):
         for img in meta.images.values():
             if candidate in img.names:
@@ -142,11 +142,11 @@ def resolve_image(meta: StoreMeta, ref: str) -> ImageRecord:
             return matches[0]
         if len(matches) > 1:
             ids = ", ".join(sorted(m.short_id for m in matches))
-            raise ReferenceError_(f"image id prefix {ref!r} is ambiguous: it matches {ids}")
+            raise BadReferenceError(f"image id prefix {ref!r} is ambiguous: it matches {ids}")
     for img in meta.images.values():
         if ref == img.manifest_digest:
             return img
-    raise ReferenceError_(f"no image {ref!r} in the store (see 'imgscan images')")
+    raise BadReferenceError(f"no image {ref!r} in the store (see 'imgscan images')")
 
 
 def with_names(img: ImageRecord, names: list[str]) -> ImageRecord:

@@ -77,12 +77,13 @@ class Header:
             return list(v)  # type: ignore[arg-type]
         return []
 
+    def has(self, tag: int) -> bool:
+        return tag in self.tags
+
+    # last: below this method, ``int`` in the class body names it, not the builtin
     def int(self, tag: int) -> int | None:
         v = self.ints(tag)
         return v[0] if v else None
-
-    def has(self, tag: int) -> bool:
-        return tag in self.tags
 
 
 def _decode(raw: bytes) -> str:

@@ -11,13 +11,9 @@ thread-safe, every blob has its own response.
 
 from __future__ import annotations
 
-import email.utils
-import errno
 import json
 import logging
-import os
 import re
-import ssl
 import threading
 import time
 import urllib.parse
@@ -32,7 +28,6 @@ from urllib3.exceptions import (
     NameResolutionError,
     NewConnectionError,
     ProtocolError,
-    ReadTimeoutError,
     SSLError,
 )
 from urllib3.exceptions import (
@@ -41,9 +36,10 @@ from urllib3.exceptions import (
 
 from imgscan.errors import DigestMismatch, ImageError
 from imgscan.images import mediatypes as mt
-from imgscan.images.digest import HashingReader, parse_digest, sha256_digest, verify_bytes
+from imgscan.images.digest import parse_digest, sha256_digest, verify_bytes
 from imgscan.images.interface import MAX_MANIFEST_BYTES
 from imgscan.images.registry.auth import Authenticator, pull_scope
+from imgscan.images.registry.blobs import BlobReader, _ResumableBody
 from imgscan.images.registry.credentials import Credentials
 from imgscan.images.registry.errors import (
     RegistryAuthError,
@@ -54,6 +50,15 @@ from imgscan.images.registry.errors import (
     RegistryProtocolError,
     RegistryTLSError,
 )
+from imgscan.images.registry.transport import (
+    _next_link,
+    _origin,
+    _os_reason,
+    _retry_after,
+    _ssl_context,
+    _ssl_reason,
+    discard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,6 @@ _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _MAX_ERROR_BODY = 64 << 10
-_MAX_DRAIN = 64 << 10
 _MAX_TAGS_PAGE = 8 << 20
 _MAX_TAG_PAGES = 10_000
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -96,97 +100,6 @@ class FetchedManifest:
     data: bytes
     media_type: str
     digest: str
-
-
-def _ssl_context(tls_verify: bool, cert_dir: str | None) -> ssl.SSLContext:
-    """A verifying context with the system CAs plus ``cert_dir/*.crt``, or a non-verifying one.
-
-    ``cert_dir`` follows containers-certs.d: ``*.crt`` are CAs, ``NAME.cert`` + ``NAME.key``
-    a client certificate.
-    """
-    if not tls_verify:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ctx = ssl.create_default_context()
-    if cert_dir:
-        try:
-            names = sorted(os.listdir(cert_dir))
-        except OSError as e:
-            raise ImageError(
-                f"cannot read certificate directory {cert_dir}: {e.strerror}") from None
-        for name in names:
-            path = os.path.join(cert_dir, name)
-            try:
-                if name.endswith(".crt") and tls_verify:
-                    ctx.load_verify_locations(cafile=path)
-                elif name.endswith(".cert"):
-                    key = path[: -len(".cert")] + ".key"
-                    ctx.load_cert_chain(path, key)
-            except (OSError, ssl.SSLError) as e:
-                raise ImageError(f"cannot load certificate {path}: {e}") from None
-    return ctx
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _os_reason(e: BaseException) -> str:
-    """A short cause for a connection failure, without object addresses."""
-    seen = e
-    for _ in range(5):
-        inner = seen.__cause__ or seen.__context__
-        if isinstance(seen, OSError) and seen.errno is not None:
-            if seen.errno == errno.ECONNREFUSED:
-                return "connection refused"
-            return (seen.strerror or str(seen)).lower()
-        if inner is None:
-            break
-        seen = inner
-    text = str(e)
-    if "refused" in text.lower():
-        return "connection refused"
-    return text.split(": ", 1)[-1][:200]
-
-
-def _ssl_reason(e: BaseException) -> str:
-    text = str(e.__cause__ or e.__context__ or e) if isinstance(e, SSLError) else str(e)
-    text = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)
-    return text[:300]
-
-
-def discard(resp: urllib3.BaseHTTPResponse) -> None:
-    """Give a response's connection back: drained when little is left, else closed.
-
-    A hostile or broken server can send an endless body on a 3xx, 4xx or 5xx; we never read
-    more than ``_MAX_DRAIN`` of what we do not need, and never reuse a half-read connection.
-    """
-    remaining = getattr(resp, "length_remaining", None)
-    try:
-        if remaining is not None and remaining <= _MAX_DRAIN:
-            resp.drain_conn()
-        else:
-            resp.close()
-    except (HTTPError, OSError):
-        resp.close()
-    finally:
-        resp.release_conn()
-
-
-def _origin(url: str) -> tuple[str, str]:
-    p = urllib.parse.urlsplit(url)
-    return p.scheme, p.netloc.lower()
 
 
 class RegistryClient:
@@ -496,101 +409,3 @@ class RegistryClient:
             if _origin(url) != _origin(base):
                 raise self._err(RegistryProtocolError, "tag list Link points to another host")
         raise self._err(RegistryProtocolError, f"tag list of {repository} never ends")
-
-
-class BlobReader(HashingReader):
-    """A HashingReader usable as a context manager (``BlobSource.read_blob`` needs one)."""
-
-    def __enter__(self) -> BlobReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def readable(self) -> bool:
-        return True
-
-
-def _next_link(header: str | None) -> str | None:
-    if not header:
-        return None
-    for part in header.split(","):
-        target, _, params = part.partition(";")
-        if 'rel="next"' in params.replace(" ", "") or "rel=next" in params.replace(" ", ""):
-            return target.strip().strip("<>")
-    return None
-
-
-class _ResumableBody:
-    """A blob body that reconnects with ``Range: bytes=N-`` when the connection drops.
-
-    The bytes are handed on in order, so the HashingReader on top verifies the concatenated
-    stream: a registry that resumes at the wrong offset fails verification.
-    """
-
-    def __init__(self, client: RegistryClient, repository: str, digest: str, what: str) -> None:
-        self._client = client
-        self._repo = repository
-        self._digest = digest
-        self._what = what
-        self._pos = 0
-        self._resumes = 0
-        self._closed = False
-        self._resp = client._blob_response(repository, digest, what, 0)
-        self._total = self._length(self._resp)
-
-    @staticmethod
-    def _length(resp: urllib3.BaseHTTPResponse) -> int | None:
-        v = resp.headers.get("Content-Length")
-        return int(v) if v and v.isdigit() else None
-
-    def _reopen(self, cause: str) -> None:
-        client = self._client
-        self._resumes += 1
-        if self._resumes > client.options.max_resumes or self._total is None:
-            raise client._err(RegistryConnectionError,
-                              f"{cause} reading blob {self._what} at byte {self._pos}")
-        log.debug("registry %s: %s at byte %d of %s, resuming",
-                  client.registry, cause, self._pos, self._what)
-        discard(self._resp)
-        resp = client._blob_response(self._repo, self._digest, self._what, self._pos)
-        if resp.status == 206:
-            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range") or "")
-            if not m or int(m.group(1)) != self._pos:
-                discard(resp)
-                raise client._err(RegistryProtocolError,
-                                  f"resume of {self._what} at byte {self._pos}: bad Content-Range")
-        else:  # the server ignored Range: skip what we already have
-            skip = self._pos
-            while skip:
-                chunk = resp.read(min(skip, 1 << 20))
-                if not chunk:
-                    break
-                skip -= len(chunk)
-        self._resp = resp
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            chunks = []
-            while True:
-                c = self.read(1 << 20)
-                if not c:
-                    return b"".join(chunks)
-                chunks.append(c)
-        while True:
-            try:
-                data = self._resp.read(n)
-            except (ProtocolError, ReadTimeoutError, SSLError, OSError) as e:
-                cause = "timed out" if isinstance(e, ReadTimeoutError) else "connection lost"
-                self._reopen(cause)
-                continue
-            if not data and n and self._total is not None and self._pos < self._total:
-                self._reopen("connection closed early")
-                continue
-            self._pos += len(data)
-            return data
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            discard(self._resp)

@@ -7,7 +7,7 @@ name, the status and the repository only.
 
 from __future__ import annotations
 
-from imgscan.errors import DigestMismatch, ImageError, ReferenceError_
+from imgscan.errors import BadReferenceError, DigestMismatch, ImageError
 
 
 class RegistryError(ImageError):
@@ -23,7 +23,7 @@ class RegistryAuthError(RegistryError):
     """401/403, or credentials that could not be used."""
 
 
-class RegistryNotFound(RegistryError, ReferenceError_):
+class RegistryNotFound(RegistryError, BadReferenceError):
     """404: the manifest, blob or repository does not exist."""
 
 

@@ -1,4 +1,6 @@
-"""Helpers for tests of analyzers and sources: run an analyzer over a local directory.
+"""A test harness for analyzers: run one analyzer over a local directory.
+
+Not part of the installed package (tests and ``bench/`` import it from here).
 
 This is not the scanner (no layers, no cache, no parallelism); it is the smallest faithful
 driver of the ``Analyzer`` contract, for unit tests of a single analyzer.
