@@ -10,9 +10,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgscan.errors import UsageError
+
+if TYPE_CHECKING:
+    from imgscan.images.interface import SourceImage
+    from imgscan.inventory import ImageRow
+    from imgscan.model import Report
 
 CS_PREFIX = "containers-storage:"
 DAEMON_PREFIX = "docker-daemon:"
@@ -35,7 +40,7 @@ def open_containers_storage(ref: str) -> tuple[Any, str]:
     return ContainersStorage(conf), image
 
 
-def open_other_source(ref: str, platform: Any = None) -> Any:
+def open_other_source(ref: str, platform: Any = None) -> SourceImage:
     """A ``SourceImage`` for ``containers-storage:`` or ``docker-daemon:`` (``pull`` and
     ``inspect`` read it; the caller closes ``image.source``)."""
     if ref.startswith(CS_PREFIX):
@@ -48,7 +53,7 @@ def open_other_source(ref: str, platform: Any = None) -> Any:
     return open_daemon_image(ref[len(DAEMON_PREFIX):], platform)
 
 
-def scan_containers_storage(ref: str, scanner: Any, store: Any) -> Any:
+def scan_containers_storage(ref: str, scanner: Any, store: Any) -> Report:
     """Scan a containers/storage image in place; layers share imgscan's per-layer cache."""
     from imgscan.cstorage.scan import scan_in_place
 
@@ -91,12 +96,12 @@ def _mount_path(cs: Any, image: str) -> str:
     return os.path.join(cs.layer_dir(cs.lookup(image).top_layer), "merged")
 
 
-def cs_image_rows(spec: str = "") -> list[dict[str, Any]]:
+def cs_image_rows(spec: str = "") -> list[ImageRow]:
     """``imgscan images --source containers-storage``: the rows of ``imgscan images``.
     ``spec`` is an optional ``[driver@graph+run]`` store part."""
     cs, _ = open_containers_storage(CS_PREFIX + spec + "x") if spec else \
         open_containers_storage(CS_PREFIX + "x")
-    rows = []
+    rows: list[ImageRow] = []
     with cs.reading():
         for img in cs.images():
             try:
@@ -114,7 +119,7 @@ def cs_image_rows(spec: str = "") -> list[dict[str, Any]]:
     return rows
 
 
-def daemon_image_rows() -> list[dict[str, Any]]:
+def daemon_image_rows() -> list[ImageRow]:
     from imgscan.images.docker_daemon import image_rows
 
     return image_rows()

@@ -211,8 +211,8 @@ def _info(path: str, rel: str, st: os.stat_result, uid_map: Sequence[IdMapping] 
                         **common)  # type: ignore[arg-type]
     if fmt in (stat.S_IFCHR, stat.S_IFBLK):
         kind = FileKind.CHAR if fmt == stat.S_IFCHR else FileKind.BLOCK
-        return FileInfo(rel, kind, devmajor=os.major(st.st_rdev),  # type: ignore[arg-type]
-                        devminor=os.minor(st.st_rdev), **common)
+        return FileInfo(rel, kind, devmajor=os.major(st.st_rdev),
+                        devminor=os.minor(st.st_rdev), **common)  # type: ignore[arg-type]
     if fmt == stat.S_IFIFO:
         return FileInfo(rel, FileKind.FIFO, **common)  # type: ignore[arg-type]
     return None  # sockets cannot be in a layer tar

@@ -40,7 +40,7 @@ class CSBlobSource(BlobSource):
     def open_layer(self, layer: LayerInfo) -> BinaryIO:
         lay = self.chain[layer.index]
         return open_layer_tar(self.cs.graph_root, lay.id, self.cs.diff_path(lay),
-                              f"{self.description}: layer {lay.id[:12]}")  # type: ignore[return-value]
+                              f"{self.description}: layer {lay.id[:12]}")
 
     def close(self) -> None:
         self._hold.close()

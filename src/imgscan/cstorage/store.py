@@ -255,12 +255,12 @@ class ContainersStorage:
         # "/" + the short repository, with the same tag or digest
         wanted = candidate_names(ref)[0].removeprefix("localhost/")
         if not _is_qualified(ref):
-            hits = {img.id: img for n, img in by_name.items() if n.endswith("/" + wanted)}
-            if len(hits) == 1:
-                return next(iter(hits.values()))
-            if len(hits) > 1:
+            found = {img.id: img for n, img in by_name.items() if n.endswith("/" + wanted)}
+            if len(found) == 1:
+                return next(iter(found.values()))
+            if len(found) > 1:
                 raise BadReferenceError(f"containers-storage: short name {ref!r} matches "
-                                      f"{len(hits)} images; give the full name")
+                                        f"{len(found)} images; give the full name")
         raise BadReferenceError(f"containers-storage: no image {ref!r} in "
                               f"{self.graph_root}")
 

@@ -17,6 +17,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 from imgscan.errors import ImageError
 
@@ -27,7 +28,7 @@ def tar_split_path(graph_root: str, layer_id: str) -> str:
     return os.path.join(graph_root, "overlay-layers", f"{layer_id}.tar-split.gz")
 
 
-def _entries(path: str, what: str) -> Iterator[dict]:  # type: ignore[type-arg]
+def _entries(path: str, what: str) -> Iterator[dict]:
     with gzip.open(path, "rb") as f:
         try:
             for line in f:
@@ -94,7 +95,7 @@ class ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[no-untyped-def,override]
+    def readinto(self, b: Any) -> int:
         while not self._buf and not self._eof:
             try:
                 self._buf = next(self._it)

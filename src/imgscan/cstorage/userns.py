@@ -116,4 +116,4 @@ def in_store_namespace(fn: Callable[..., T], *args: Any) -> T:
     status, value = pickle.loads(data)
     if status == "err":
         raise value
-    return value  # type: ignore[no-any-return]
+    return value

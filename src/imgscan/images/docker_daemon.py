@@ -60,7 +60,7 @@ class _UnixPool(urllib3.HTTPConnectionPool):
         super().__init__("localhost", timeout=timeout, maxsize=2, retries=False)
         self.unix_path = path
 
-    def _new_conn(self) -> HTTPConnection:  # type: ignore[override]
+    def _new_conn(self) -> HTTPConnection:
         return _UnixConnection(self.unix_path, timeout=self.timeout.connect_timeout)
 
 
@@ -192,7 +192,7 @@ def open_daemon_image(name: str, platform: Platform | None = None,
     return img
 
 
-def image_rows(engine: Engine | None = None) -> list[dict[str, Any]]:
+def image_rows(engine: Engine | None = None) -> list[Any]:
     """The Engine's images in the rows of ``imgscan images --format json``."""
     import datetime
 
