@@ -203,7 +203,8 @@ def test_bad_sockets(kind, tmp_path) -> None:  # type: ignore[no-untyped-def]
         elif kind == "plain-http":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
         elif url == "/_ping":
-            conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK")
+            conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nConnection: close\r\n"
+                         b"Content-Length: 2\r\n\r\nOK")
         elif kind == "empty":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")

@@ -83,6 +83,9 @@ class Engine:
         try:
             r = self._pool.request(method, url, preload_content=not stream, **kw)
         except HTTPError as e:
+            if self._checked:  # it answered /_ping as an Engine: it went away since
+                raise ImageError(f"{self.what}: the daemon dropped the connection "
+                                 f"({type(e).__name__}; did it stop?)") from None
             raise ImageError(f"{self.what}: not a Docker Engine API socket "
                              f"({type(e).__name__}: {e})") from None
         except OSError as e:
