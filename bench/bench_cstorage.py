@@ -259,6 +259,8 @@ Same packages? {agree}
 
 {verdict}
 """
+    if r.get("note"):
+        body += "\n" + r["note"].strip() + "\n"
     common.write_section("cstorage", body)
 
 
