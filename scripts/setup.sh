@@ -6,13 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real components the tests talk to (see ../shared/PLATFORM.md): registry, converters,
-# rpm tooling, compilers for test binaries, checksec, a headless browser for the HTML report.
+# rpm tooling, compilers for test binaries, checksec, a headless browser for the HTML report,
+# redis-server for the serve/worker/audit tests.
 APT_PACKAGES=(
   skopeo umoci docker-registry apache2-utils
   fuse-overlayfs fuse3
   rpm golang-go gcc libc6-dev binutils debootstrap
   checksec libcap2-bin chromium zstd gzip
   podman docker.io uidmap
+  redis-server
 )
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
 #: the command line: the commands and their shared options
-CLI = ("imgscan.cli", "imgscan.clioptions", "imgscan.cli_listings", "imgscan.cli_vulns")
+CLI = ("imgscan.cli", "imgscan.clioptions", "imgscan.cli_listings", "imgscan.cli_vulns",
+       "imgscan.cli_server")
 
 #: What the command line may import of imgscan's: the public API and small value types. The
 #: store, the sources, the analyzers, the secrets engine and the writers are reached only
@@ -31,6 +32,7 @@ CLI_ALLOWED = frozenset({
     "imgscan.gate",
     "imgscan.model",
     "imgscan.pipeline",
+    "imgscan.server",  # serve, worker, audit: the public API beyond one machine
 })
 
 #: the ground floor: these import nothing of imgscan's

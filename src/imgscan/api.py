@@ -29,6 +29,7 @@ from imgscan.otherstores import (
 )
 
 if TYPE_CHECKING:  # imported on first use: `imgscan mount` loads no analyzer and no writer
+    from imgscan.analyzers.cache import ResultCache
     from imgscan.analyzers.interface import ScanOptions
     from imgscan.gate import GateConfig as GateConfig
     from imgscan.inventory import ImageRow
@@ -166,8 +167,9 @@ def vulns_status(root: str | None = None, db: str | os.PathLike[str] | None = No
 def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = None,
          options: ScanOptions | None = None, platform: str | Platform | None = None,
          store: Store | None = None, jobs: int | None = None, keep: bool = False, *,
-         vulns: bool = False, vulns_db: str | os.PathLike[str] | None = None,
-         only_fixed: bool = False, strict_reachability: bool = False,
+         cache: ResultCache | None = None, vulns: bool = False,
+         vulns_db: str | os.PathLike[str] | None = None, only_fixed: bool = False,
+         strict_reachability: bool = False,
          **registry_opts: Unpack[RegistryOptions]) -> Report:
     """Scan an image: a store name or id, a transport reference, or ``dir:PATH`` for an
     unpacked root filesystem.
@@ -176,6 +178,9 @@ def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = No
     and nothing enters the store (only per-layer results go to the store's cache). With
     ``keep`` it is imported first (the layers are decompressed once, by the import) and
     the stored image is scanned.
+
+    ``cache`` is a shared second level for per-layer results behind the store's (a
+    ``ResultCache``: ``imgscan.server.open_cache("redis://…")`` for a fleet).
 
     ``vulns=True`` matches the packages against the offline OSV database (``vulns_db``, else
     the store's) through ``imgscan.vulns.match_report``; the database is opened before the
@@ -193,7 +198,7 @@ def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = No
         check(db_path)  # exists and is of a known schema
         options = options or ScanOptions()
         options = dataclasses.replace(options, extra={**options.extra, "go_symbols": True})
-    scanner = Scanner(analyzers, options, jobs=jobs)
+    scanner = Scanner(analyzers, options, jobs=jobs, shared_cache=cache)
     if ref.startswith("dir:"):
         report = scanner.scan_dir(ref[4:])
     else:

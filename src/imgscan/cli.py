@@ -17,6 +17,7 @@ import click
 
 from imgscan._version import __version__
 from imgscan.cli_listings import analyzers_cmd, rules, tags
+from imgscan.cli_server import audit, serve, worker
 from imgscan.cli_vulns import db, vulns_kwargs, vulns_options
 from imgscan.clioptions import (
     EXIT_CODES,
@@ -384,6 +385,9 @@ def mounts(root: str | None, fmt: str) -> None:
               "id, as atomic mounts them)...")
 @click.option("--atomic-scanout", type=click.Path(file_okay=False),
               help="...and write each result as <scanout>/<id>/json.")
+@click.option("--cache", "cache_url", metavar="redis://HOST:PORT/DB",
+              help="Share per-layer results with a fleet: a Redis level behind the store's "
+              "cache (an unreachable Redis only costs a warning).")
 @vulns_options
 @click.option("--keep", is_flag=True,
               help="Import a reference into the store as well (as 'pull' does), instead of "
@@ -391,7 +395,7 @@ def mounts(root: str | None, fmt: str) -> None:
 @click.argument("image", required=False)
 def scan(root: str | None, platform: str | None, image: str | None, scan_all: bool,
          output_dir: str | None, atomic_scanin: str | None, atomic_scanout: str | None,
-         keep: bool, **kw: Any) -> None:
+         keep: bool, cache_url: str | None, **kw: Any) -> None:
     """Scan an image: packages, secrets, permissions, ELF hardening, configuration.
 
     IMAGE is an image in the store, a reference (its layers streamed and analyzed without
@@ -408,6 +412,7 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
       imgscan scan docker-daemon:debian:12
       imgscan scan --all --format json --format html --output-dir audit/
       imgscan scan --atomic-scanin /scanin --atomic-scanout /scanout
+      imgscan scan docker://registry:5000/app:1.0 --cache redis://redis:6379/1
       imgscan scan app:1.0 --vulns --fail-on high --only-fixed
     """
     vulns = vulns_kwargs(kw)
@@ -429,9 +434,18 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
     source_opts = _source_opts(image, kw)
     report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
-                     jobs=kw["jobs"], options=_scan_options(kw), keep=keep, **vulns,
-                     **source_opts)
+                     jobs=kw["jobs"], options=_scan_options(kw), keep=keep,
+                     cache=_shared_cache(cache_url), **vulns, **source_opts)
     sys.exit(_judge(report, gate, plan, kw))
+
+
+def _shared_cache(url: str | None) -> Any:
+    """``scan --cache``: the Redis layer cache (redis-py is loaded only then)."""
+    if not url:
+        return None
+    from imgscan.server import open_cache
+
+    return open_cache(url)
 
 
 def _scan_all(root: str | None, output_dir: str | None, kw: dict[str, Any]) -> int:
@@ -472,8 +486,9 @@ def _scan_atomic(scanin: str, scanout: str, kw: dict[str, Any]) -> int:
 
 
 main.add_command(db)
-for _command in (analyzers_cmd, rules, tags):
+for _command in (analyzers_cmd, rules, tags, serve, worker, audit):
     main.add_command(_command)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -79,7 +79,10 @@ class _Layer:
 class Scanner:
     def __init__(self, analyzers: Sequence[str] | None = None,
                  options: ScanOptions | None = None, jobs: int | None = None,
-                 plugins: Sequence[LoadedPlugin] | None = None) -> None:
+                 plugins: Sequence[LoadedPlugin] | None = None,
+                 shared_cache: Any = None) -> None:
+        #: a second cache level behind the store's (``ResultCache``; Redis for a fleet)
+        self.shared_cache = shared_cache
         self.options = options or ScanOptions()
         if plugins is not None:
             loaded = list(plugins)
@@ -164,10 +167,12 @@ class Scanner:
         """Fill each ``_Layer`` with results and entries: from the cache where it has them,
         else a stored layer through the dispatcher (files read in place, in parallel) and
         a streamed layer through one walk of its stream (layers in parallel)."""
-        from imgscan.analyzers.cache import LayerCache, LayerIndexCache
+        from imgscan.analyzers.cache import ChainedCache, LayerCache, LayerIndexCache
         from imgscan.analyzers.stream import analyze_layers, capture_matcher
 
-        cache = LayerCache(cache_root) if cache_root else None
+        cache: Any = LayerCache(cache_root) if cache_root else None
+        if cache is not None and self.shared_cache is not None:
+            cache = ChainedCache(cache, self.shared_cache)
         icache = LayerIndexCache(cache_root) if cache_root else None
         key = "\n".join(patterns)
         todo: dict[int, list[Analyzer]] = {}

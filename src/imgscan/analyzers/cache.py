@@ -3,6 +3,11 @@
 A layer's content never changes for a given diff_id, so neither do an analyzer's results on
 it: a second image sharing a base layer re-analyzes only its new layers. Entries are written
 atomically; a half-written or unreadable entry is a miss, never an error.
+
+The scanner sees a ``ResultCache`` (``get``/``put``): the store's ``LayerCache``, or a
+``ChainedCache`` that puts a shared second level (``imgscan.server.cache``, Redis) behind it so
+that a fleet of workers analyzes each layer once. Both levels hold the same bytes
+(``encode_results``), under the same key (``cache_id``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import base64
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, Protocol
 
 import zstandard
 
@@ -60,36 +65,91 @@ def result_from_json(d: dict[str, Any]) -> AnalysisResult:
     )
 
 
+def cache_id(diff_id: str, name: str, version: int, key: str) -> str:
+    """The one name of a cache entry, for every level: diff_id, analyzer, version and the
+    analyzer's options/rules digest, so bumping a version or changing a rule misses."""
+    keyhash = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{hex_of(diff_id)}/{name}-v{version}-{keyhash}"
+
+
+def encode_results(results: dict[str, AnalysisResult]) -> bytes:
+    """A cache entry's bytes (zstd-compressed JSON), as every cache level stores them."""
+    doc = {"format": CACHE_FORMAT,
+           "results": {p: result_to_json(r) for p, r in sorted(results.items())}}
+    raw = json.dumps(doc, separators=(",", ":")).encode("utf-8", "surrogateescape")
+    return zstandard.ZstdCompressor(level=3).compress(raw)
+
+
+def decode_results(data: bytes) -> dict[str, AnalysisResult] | None:
+    """The results in ``data``; None for anything unreadable or of another format (a miss)."""
+    try:
+        doc = json.loads(zstandard.ZstdDecompressor().decompress(data))
+        if doc.get("format") != CACHE_FORMAT:
+            return None
+        return {p: result_from_json(r) for p, r in doc["results"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError, zstandard.ZstdError):
+        return None
+
+
+class ResultCache(Protocol):
+    """What the scanner needs of a per-layer cache: a miss is None, a put is best effort."""
+
+    def get(self, diff_id: str, name: str, version: int, key: str
+            ) -> dict[str, AnalysisResult] | None: ...
+
+    def put(self, diff_id: str, name: str, version: int, key: str,
+            results: dict[str, AnalysisResult]) -> None: ...
+
+
+class ChainedCache:
+    """Local first, shared second, write-through: a shared hit is copied into the local
+    level, a fresh result goes to both. The shared level handles its own outages (it answers
+    a miss), so a scan never fails because of it."""
+
+    def __init__(self, local: ResultCache, shared: ResultCache) -> None:
+        self.local = local
+        self.shared = shared
+
+    def get(self, diff_id: str, name: str, version: int, key: str
+            ) -> dict[str, AnalysisResult] | None:
+        hit = self.local.get(diff_id, name, version, key)
+        if hit is not None:
+            return hit
+        hit = self.shared.get(diff_id, name, version, key)
+        if hit is not None:
+            self.local.put(diff_id, name, version, key, hit)
+        return hit
+
+    def put(self, diff_id: str, name: str, version: int, key: str,
+            results: dict[str, AnalysisResult]) -> None:
+        self.local.put(diff_id, name, version, key, results)
+        self.shared.put(diff_id, name, version, key, results)
+
+
 class LayerCache:
+    """The store's level: one file per entry under the store's ``cache/`` directory."""
+
     def __init__(self, cache_root: str) -> None:
         self.root = cache_root
 
     def _path(self, diff_id: str, name: str, version: int, key: str) -> str:
-        keyhash = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return os.path.join(self.root, hex_of(diff_id), f"{name}-v{version}-{keyhash}.json.zst")
+        return os.path.join(self.root, cache_id(diff_id, name, version, key) + ".json.zst")
 
     def get(self, diff_id: str, name: str, version: int, key: str
             ) -> dict[str, AnalysisResult] | None:
         path = self._path(diff_id, name, version, key)
         try:
             with open(path, "rb") as f:
-                raw = zstandard.ZstdDecompressor().decompress(f.read())
-            doc = json.loads(raw)
-            if doc.get("format") != CACHE_FORMAT:
-                return None
-            return {p: result_from_json(r) for p, r in doc["results"].items()}
-        except (OSError, ValueError, KeyError, TypeError, zstandard.ZstdError):
+                return decode_results(f.read())
+        except OSError:
             return None
 
     def put(self, diff_id: str, name: str, version: int, key: str,
             results: dict[str, AnalysisResult]) -> None:
         path = self._path(diff_id, name, version, key)
-        doc = {"format": CACHE_FORMAT,
-               "results": {p: result_to_json(r) for p, r in sorted(results.items())}}
-        raw = json.dumps(doc, separators=(",", ":")).encode("utf-8", "surrogateescape")
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_atomic(path, zstandard.ZstdCompressor(level=3).compress(raw))
+            write_atomic(path, encode_results(results))
         except OSError:
             # best effort: the layer may have been removed meanwhile (its cache with it),
             # or the store is read-only to this user; the scan's results stand either way
