@@ -13,6 +13,7 @@ APT_PACKAGES=(
   fuse-overlayfs fuse3
   rpm golang-go gcc libc6-dev binutils debootstrap
   checksec libcap2-bin chromium zstd gzip
+  podman docker.io uidmap
   redis-server
 )
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)

