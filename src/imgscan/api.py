@@ -73,9 +73,13 @@ def scan_options(analyzers: Sequence[str] | None = None, *, scan_binaries: bool 
 
     if rule_dirs or disabled_rules or analyzers is None or \
             any(n.startswith("secrets") for n in analyzers):
-        from imgscan.secrets.rules import load_rules
+        from imgscan.secrets.rulecache import content_key, is_cached
 
-        load_rules(tuple(rule_dirs), tuple(disabled_rules))
+        key = content_key(tuple(rule_dirs), tuple(disabled_rules))
+        if key is None or not is_cached(key):  # cached: loaded (validated) before
+            from imgscan.secrets.rules import load_rules
+
+            load_rules(tuple(rule_dirs), tuple(disabled_rules))
     return ScanOptions(scan_binaries=scan_binaries, hidden=hidden, show_secrets=show_secrets,
                        rule_dirs=tuple(rule_dirs), disabled_rules=tuple(disabled_rules),
                        extra=dict(extra or {}))

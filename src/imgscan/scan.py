@@ -12,10 +12,10 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgscan._version import __version__
-from imgscan.analyzers.dispatch import Dispatcher, Results
+from imgscan.analyzers import identity
 from imgscan.analyzers.interface import (
     AnalysisResult,
     Analyzer,
@@ -26,11 +26,12 @@ from imgscan.analyzers.interface import (
 )
 from imgscan.analyzers.registry import (
     LoadedPlugin,
+    find_plugins,
     load_all,
-    load_selected,
     select,
     with_always_run,
 )
+from imgscan.errors import UsageError
 from imgscan.model import (
     AnalyzerRef,
     Finding,
@@ -43,8 +44,10 @@ from imgscan.model import (
     Report,
     ScanWarning,
 )
-from imgscan.purls import package_purl
 from imgscan.whiteouts import deletes, split_layer
+
+if TYPE_CHECKING:  # the worker pool is imported when a layer is analyzed, not on a cache hit
+    from imgscan.analyzers.dispatch import Dispatcher, Results
 
 
 @dataclass
@@ -77,27 +80,72 @@ class _Layer:
 
 
 class Scanner:
+    """Scans images with the analyzer plugins. Which analyzers run (and what the report key
+    needs of them) is known from ``analyzers.identity`` without importing any when it can:
+    the plugins are loaded when a file or an image-wide analyzer actually has to run."""
+
     def __init__(self, analyzers: Sequence[str] | None = None,
                  options: ScanOptions | None = None, jobs: int | None = None,
                  plugins: Sequence[LoadedPlugin] | None = None) -> None:
         self.options = options or ScanOptions()
-        if plugins is not None:
-            loaded = list(plugins)
-            if analyzers:
-                loaded = select(loaded, with_always_run(loaded, analyzers))
-        elif analyzers:
-            loaded = load_selected(analyzers)
-        else:
-            loaded = load_all()
-        self.plugins = loaded
-        self.file_analyzers: list[Analyzer] = [
-            p.cls(self.options) for p in loaded if not p.is_post  # type: ignore[misc]
-        ]
-        self.post_analyzers: list[PostAnalyzer] = [
-            p.cls(self.options) for p in loaded if p.is_post  # type: ignore[misc]
-        ]
         self.jobs = jobs
         self.stats = ScanStats()
+        self._loaded: list[LoadedPlugin] | None = None
+        self._file: list[Analyzer] = []
+        self._post: list[PostAnalyzer] = []
+        self._known: list[identity.Identity] | None = None
+        if plugins is not None:
+            loaded = list(plugins)
+            self._use(select(loaded, with_always_run(loaded, analyzers)) if analyzers
+                      else loaded)
+            return
+        specs = find_plugins()
+        memo = identity.memo_key(specs, self.options)
+        known = identity.recall(memo)
+        if known is not None:
+            self._known = _select_known(known, analyzers)
+            return
+        everything = load_all(specs)
+        self._use(select(everything, with_always_run(everything, analyzers)) if analyzers
+                  else everything)
+        if memo is not None:  # every plugin, so that any --analyzers choice is a hit
+            made: dict[type, Any] = {type(a): a for a in [*self._file, *self._post]}
+            identity.remember(memo, [identity.of(made.get(p.cls) or p.cls(self.options),
+                                                 p.spec.entry_point)
+                                     for p in everything])
+
+    def _use(self, loaded: list[LoadedPlugin]) -> None:
+        self._loaded = loaded
+        self._file = [p.cls(self.options) for p in loaded if not p.is_post]  # type: ignore[misc]
+        self._post = [p.cls(self.options) for p in loaded if p.is_post]  # type: ignore[misc]
+
+    def _load(self) -> None:
+        if self._loaded is None:
+            assert self._known is not None
+            self._use(select(load_all(), [k.name for k in self._known]))
+
+    @property
+    def plugins(self) -> list[LoadedPlugin]:
+        self._load()
+        return self._loaded or []
+
+    @property
+    def file_analyzers(self) -> list[Analyzer]:
+        self._load()
+        return self._file
+
+    @property
+    def post_analyzers(self) -> list[PostAnalyzer]:
+        self._load()
+        return self._post
+
+    def identities(self) -> list[identity.Identity]:
+        """The analyzers that run, per-file ones first, as the report key takes them; from
+        the remembered identities when nothing is loaded yet."""
+        if self._loaded is None and self._known is not None:
+            return [*(k for k in self._known if not k.is_post),
+                    *(k for k in self._known if k.is_post)]
+        return [identity.of(a) for a in [*self._file, *self._post]]
 
     # -- targets ---------------------------------------------------------------------------
     def scan_image(self, store: Any, image: Any) -> Report:
@@ -114,23 +162,23 @@ class Scanner:
         """Scan an image given as plain values: its config and its ``Layer``s (any source:
         a blob stream, a stored layer, a containers/storage diff directory). Per-layer
         results (and a streamed layer's entry index) are cached under ``cache_root``."""
-        from imgscan.analyzers.layerview import LayerSetView
-        from imgscan.analyzers.stream import capture_patterns
-
         t0 = time.monotonic()
         key = None
         if cache_root:
             from imgscan.analyzers import reportcache
 
-            key = reportcache.report_key(config, layers, image,
-                                         [*self.file_analyzers, *self.post_analyzers],
-                                         self.options, __version__)
+            known = self.identities()
+            key = reportcache.report_key(config, layers, image, known, self.options,
+                                         __version__)
             hit = reportcache.get(cache_root, key)
             if hit is not None:
-                self.stats.cache_hits += len(layers) * len(self.file_analyzers)
+                self.stats.cache_hits += len(layers) * sum(not k.is_post for k in known)
                 return replace(hit, timings={"analyze": 0.0, "merge": 0.0, "post": 0.0,
                                              "total": round(time.monotonic() - t0, 4)},
                                created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+        from imgscan.analyzers.layerview import LayerSetView
+        from imgscan.analyzers.stream import capture_patterns
+
         patterns = capture_patterns(self.post_analyzers)
         state = [_Layer(lay.ref, lay.directory() or "", []) for lay in layers]
         captured: list[dict[str, bytes]] = [{} for _ in layers]
@@ -155,6 +203,8 @@ class Scanner:
             for i, (lay, s) in enumerate(zip(layers, state, strict=True))]
         if key is not None and not any(w.analyzer for w in report.warnings
                                        if w.message.startswith("analyzer failed")):
+            key = reportcache.report_key(config, layers, image, self.identities(),
+                                         self.options, __version__)  # as loaded
             reportcache.put(cache_root, key, report)  # type: ignore[arg-type]
         return report
 
@@ -165,6 +215,7 @@ class Scanner:
         else a stored layer through the dispatcher (files read in place, in parallel) and
         a streamed layer through one walk of its stream (layers in parallel)."""
         from imgscan.analyzers.cache import LayerCache, LayerIndexCache
+        from imgscan.analyzers.dispatch import Dispatcher
         from imgscan.analyzers.stream import analyze_layers, capture_matcher
 
         cache = LayerCache(cache_root) if cache_root else None
@@ -235,6 +286,7 @@ class Scanner:
 
     def scan_dir(self, path: str) -> Report:
         """Scan an unpacked root filesystem: one pseudo-layer, no cache."""
+        from imgscan.analyzers.dispatch import Dispatcher
         from imgscan.analyzers.view import DirView
 
         root = os.path.abspath(path)
@@ -323,6 +375,8 @@ class Scanner:
         if self.options.hidden and attribute:
             merged.findings.extend(self._hidden_findings(view, layers, hidden_wanted))
         os_info = self._choose_os(os_candidates)
+        from imgscan.purls import package_purl
+
         packages = _attach_files(merged.packages, merged.package_files)
         packages = [replace(p, purl=p.purl or package_purl(p, os_info)) for p in packages]
         t2 = time.monotonic()
@@ -406,6 +460,20 @@ class Scanner:
             if chosen is not None:
                 return chosen
         return None
+
+
+def _select_known(known: Sequence[identity.Identity],
+                  wanted: Sequence[str] | None) -> list[identity.Identity]:
+    """``registry.select`` with ``with_always_run`` on remembered identities."""
+    if not wanted:
+        return list(known)
+    by_name = {k.name: k for k in known}
+    names = list(dict.fromkeys([*wanted, *(k.name for k in known if k.always_run)]))
+    unknown = [w for w in names if w not in by_name]
+    if unknown:
+        raise UsageError(f"unknown analyzer(s) {', '.join(unknown)}; installed: "
+                         f"{', '.join(sorted(by_name))}")
+    return [by_name[n] for n in names]
 
 
 def _refine(facts: dict[str, list[dict[str, Any]]], update: str, target: str) -> None:
