@@ -26,11 +26,10 @@ import secrets
 import shutil
 import stat
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgscan.atomic import write_json_atomic
 from imgscan.errors import StoreError
-from imgscan.fileinfo import FileInfo
 from imgscan.images.digest import hex_of
 from imgscan.store.limits import ExtractLimits
 from imgscan.store.lock import OwnerLock, StoreLock
@@ -43,6 +42,9 @@ from imgscan.store.records import (
     resolve_image,
     with_names,
 )
+
+if TYPE_CHECKING:
+    from imgscan.fileinfo import FileInfo
 
 SHORT_ID_LEN = 10
 
