@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - a dependency, but the standard encoder
     orjson = None  # type: ignore[assignment]
 
 #: what ``ensure_ascii`` escapes that orjson writes as is: DEL and everything beyond ASCII
-_NON_ASCII = re.compile("[\x7f-\U0010ffff]")
+_NON_ASCII = "[\x7f-\U0010ffff]"  # compiled when needed (compiling it takes milliseconds)
 _ASCII = bytes(range(0x7F))
 #: where a number that orjson spells otherwise than ``float.__repr__`` may be (an exponent,
 #: a tiny fraction); strings match too, ``_odd_numbers`` looks closer
@@ -65,7 +65,7 @@ def _orjson_dumps(report: Report) -> str | None:
     if not raw.isascii() or b"\x7f" in raw:
         odd = set(raw.translate(None, _ASCII).decode("utf-8"))
         if len(odd) > 64:
-            text = _NON_ASCII.sub(lambda m: _escape(m.group()), text)
+            text = re.sub(_NON_ASCII, lambda m: _escape(m.group()), text)
         else:  # a few distinct characters: one C-speed replace each
             for ch in odd:
                 text = text.replace(ch, _escape(ch))
