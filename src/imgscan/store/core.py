@@ -22,7 +22,6 @@ import base64
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Iterator
@@ -178,10 +177,10 @@ class StoreCore:
 
     # -- staging and trash -----------------------------------------------------------------
     def new_staging(self) -> Staging:
-        return Staging(self.path("staging", secrets.token_hex(8)))
+        return Staging(self.path("staging", os.urandom(8).hex()))
 
     def to_trash(self, path: str) -> None:
-        os.rename(path, self.path("trash", f"{os.path.basename(path)}-{secrets.token_hex(4)}"))
+        os.rename(path, self.path("trash", f"{os.path.basename(path)}-{os.urandom(4).hex()}"))
 
     def empty_trash(self) -> None:
         trash = self.path("trash")
@@ -207,7 +206,7 @@ class Staging:
 
 
 def short_id() -> str:
-    return base64.b32encode(secrets.token_bytes(10)).decode()[:SHORT_ID_LEN]
+    return base64.b32encode(os.urandom(10)).decode()[:SHORT_ID_LEN]
 
 
 def read_file(path: str) -> bytes:
