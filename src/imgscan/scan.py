@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from imgscan._version import __version__
-from imgscan.analyzers import identity
+from imgscan.analyzers.identity import Identity
 from imgscan.analyzers.interface import (
     AnalysisResult,
     Analyzer,
@@ -24,14 +24,8 @@ from imgscan.analyzers.interface import (
     PostAnalyzer,
     ScanOptions,
 )
-from imgscan.analyzers.registry import (
-    LoadedPlugin,
-    find_plugins,
-    load_all,
-    select,
-    with_always_run,
-)
-from imgscan.errors import UsageError
+from imgscan.analyzers.pluginset import PluginSet
+from imgscan.analyzers.registry import LoadedPlugin
 from imgscan.model import (
     AnalyzerRef,
     Finding,
@@ -90,62 +84,22 @@ class Scanner:
         self.options = options or ScanOptions()
         self.jobs = jobs
         self.stats = ScanStats()
-        self._loaded: list[LoadedPlugin] | None = None
-        self._file: list[Analyzer] = []
-        self._post: list[PostAnalyzer] = []
-        self._known: list[identity.Identity] | None = None
-        if plugins is not None:
-            loaded = list(plugins)
-            self._use(select(loaded, with_always_run(loaded, analyzers)) if analyzers
-                      else loaded)
-            return
-        specs = find_plugins()
-        memo = identity.memo_key(specs, self.options)
-        known = identity.recall(memo)
-        if known is not None:
-            self._known = _select_known(known, analyzers)
-            return
-        everything = load_all(specs)
-        self._use(select(everything, with_always_run(everything, analyzers)) if analyzers
-                  else everything)
-        if memo is not None:  # every plugin, so that any --analyzers choice is a hit
-            made: dict[type, Any] = {type(a): a for a in [*self._file, *self._post]}
-            identity.remember(memo, [identity.of(made.get(p.cls) or p.cls(self.options),
-                                                 p.spec.entry_point)
-                                     for p in everything])
-
-    def _use(self, loaded: list[LoadedPlugin]) -> None:
-        self._loaded = loaded
-        self._file = [p.cls(self.options) for p in loaded if not p.is_post]  # type: ignore[misc]
-        self._post = [p.cls(self.options) for p in loaded if p.is_post]  # type: ignore[misc]
-
-    def _load(self) -> None:
-        if self._loaded is None:
-            assert self._known is not None
-            self._use(select(load_all(), [k.name for k in self._known]))
+        self._set = PluginSet(analyzers, self.options, plugins)
 
     @property
     def plugins(self) -> list[LoadedPlugin]:
-        self._load()
-        return self._loaded or []
+        return self._set.load().loaded or []
 
     @property
     def file_analyzers(self) -> list[Analyzer]:
-        self._load()
-        return self._file
+        return self._set.load().file
 
     @property
     def post_analyzers(self) -> list[PostAnalyzer]:
-        self._load()
-        return self._post
+        return self._set.load().post
 
-    def identities(self) -> list[identity.Identity]:
-        """The analyzers that run, per-file ones first, as the report key takes them; from
-        the remembered identities when nothing is loaded yet."""
-        if self._loaded is None and self._known is not None:
-            return [*(k for k in self._known if not k.is_post),
-                    *(k for k in self._known if k.is_post)]
-        return [identity.of(a) for a in [*self._file, *self._post]]
+    def identities(self) -> list[Identity]:
+        return self._set.identities()
 
     # -- targets ---------------------------------------------------------------------------
     def scan_image(self, store: Any, image: Any) -> Report:
@@ -460,20 +414,6 @@ class Scanner:
             if chosen is not None:
                 return chosen
         return None
-
-
-def _select_known(known: Sequence[identity.Identity],
-                  wanted: Sequence[str] | None) -> list[identity.Identity]:
-    """``registry.select`` with ``with_always_run`` on remembered identities."""
-    if not wanted:
-        return list(known)
-    by_name = {k.name: k for k in known}
-    names = list(dict.fromkeys([*wanted, *(k.name for k in known if k.always_run)]))
-    unknown = [w for w in names if w not in by_name]
-    if unknown:
-        raise UsageError(f"unknown analyzer(s) {', '.join(unknown)}; installed: "
-                         f"{', '.join(sorted(by_name))}")
-    return [by_name[n] for n in names]
 
 
 def _refine(facts: dict[str, list[dict[str, Any]]], update: str, target: str) -> None:
