@@ -1,5 +1,6 @@
-"""``python -m imgscan`` runs the command-line interface."""
+"""``python -m imgscan`` runs the command-line interface (``mount``/``umount`` on a fast
+path, see ``imgscan.cli_fast``)."""
 
-from imgscan.cli import main
+from imgscan.cli_fast import main
 
 main()

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,8 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack
 
 from imgscan.errors import ImageError, UsageError
-from imgscan.images.interface import BlobSource, Platform, RegistryOptions, SourceImage
-from imgscan.model import Report
 from imgscan.otherstores import (
     SOURCES,
     is_other_store_ref,
@@ -32,9 +31,10 @@ if TYPE_CHECKING:  # imported on first use: `imgscan mount` loads no analyzer an
     from imgscan.analyzers.cache import ResultCache
     from imgscan.analyzers.interface import ScanOptions
     from imgscan.gate import GateConfig as GateConfig
+    from imgscan.images.interface import Platform, RegistryOptions, SourceImage
     from imgscan.inventory import ImageRow
     from imgscan.layers.stored import StoredLayer
-    from imgscan.model import ImageSummary
+    from imgscan.model import ImageSummary, Report
     from imgscan.mount.mounts import MountRecord
     from imgscan.pipeline import AuditEntry as AuditEntry
     from imgscan.pipeline import AuditResult as AuditResult
@@ -84,9 +84,13 @@ def scan_options(analyzers: Sequence[str] | None = None, *, scan_binaries: bool 
 
     if rule_dirs or disabled_rules or analyzers is None or \
             any(n.startswith("secrets") for n in analyzers):
-        from imgscan.secrets.rules import load_rules
+        from imgscan.secrets.rulecache import content_key, is_cached
 
-        load_rules(tuple(rule_dirs), tuple(disabled_rules))
+        key = content_key(tuple(rule_dirs), tuple(disabled_rules))
+        if key is None or not is_cached(key):  # cached: loaded (validated) before
+            from imgscan.secrets.rules import load_rules
+
+            load_rules(tuple(rule_dirs), tuple(disabled_rules))
     return ScanOptions(scan_binaries=scan_binaries, hidden=hidden, show_secrets=show_secrets,
                        rule_dirs=tuple(rule_dirs), disabled_rules=tuple(disabled_rules),
                        extra=dict(extra or {}))
@@ -115,6 +119,7 @@ def default_names(ref: str, image: SourceImage) -> list[str]:
 def open_source(ref: str, platform: str | Platform | None = None,
                 **registry_opts: Unpack[RegistryOptions]) -> SourceImage:
     """Open ``ref`` (``oci:…``, ``docker://…``, ...) in place, verified; nothing is stored."""
+    from imgscan.images.interface import Platform
     from imgscan.images.open import open_image
 
     if isinstance(platform, str):
@@ -273,23 +278,33 @@ def stored_layers(store: Store, image: ImageRecord
     return stored_image_layers(store, image)
 
 
-class StoredConfigSource(BlobSource):
-    """Serves an imported image's config from the store (layer blobs are not kept)."""
+@functools.cache
+def _stored_config_source() -> Any:
+    """``StoredConfigSource``, defined on first use (the image interfaces are not imported
+    by commands that need none, such as ``imgscan mount``)."""
+    from imgscan.images.interface import BlobSource
 
-    def __init__(self, config: bytes, config_digest: str) -> None:
-        self.description = "store"
-        self._config = config
-        self._digest = config_digest
+    class StoredConfigSource(BlobSource):
+        """Serves an imported image's config from the store (layer blobs are not kept)."""
 
-    def open_blob(self, digest: str) -> BinaryIO:
-        if digest != self._digest:
-            raise ImageError(f"blob {digest} is not kept in the store (only the config is)")
-        return io.BytesIO(self._config)
+        def __init__(self, config: bytes, config_digest: str) -> None:
+            self.description = "store"
+            self._config = config
+            self._digest = config_digest
+
+        def open_blob(self, digest: str) -> BinaryIO:
+            if digest != self._digest:
+                raise ImageError(f"blob {digest} is not kept in the store (only the config is)")
+            return io.BytesIO(self._config)
+
+    return StoredConfigSource
 
 
 def stored_image(store: Store, image: ImageRecord) -> SourceImage:
     """A ``SourceImage`` over what the store keeps of an image (manifest and config)."""
-    return SourceImage(StoredConfigSource(store.raw_config(image), image.id),
+    from imgscan.images.interface import SourceImage
+
+    return SourceImage(_stored_config_source()(store.raw_config(image), image.id),
                        store.raw_manifest(image), image.manifest_digest, names=image.names,
                        index_digest=image.index_digest)
 
@@ -486,6 +501,8 @@ def list_mounts(store: Store | None = None, root: str | None = None) -> list[Mou
 def __getattr__(name: str) -> object:
     """The audit and gate entry points, imported on first use so that ``import imgscan.api``
     does not load the gate and the writer registry."""
+    if name == "StoredConfigSource":
+        return _stored_config_source()
     if name in _PIPELINE:
         from imgscan import pipeline
 

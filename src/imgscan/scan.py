@@ -12,10 +12,10 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgscan._version import __version__
-from imgscan.analyzers.dispatch import Dispatcher, Results
+from imgscan.analyzers.identity import Identity
 from imgscan.analyzers.interface import (
     AnalysisResult,
     Analyzer,
@@ -24,13 +24,8 @@ from imgscan.analyzers.interface import (
     PostAnalyzer,
     ScanOptions,
 )
-from imgscan.analyzers.registry import (
-    LoadedPlugin,
-    load_all,
-    load_selected,
-    select,
-    with_always_run,
-)
+from imgscan.analyzers.pluginset import PluginSet
+from imgscan.analyzers.registry import LoadedPlugin
 from imgscan.model import (
     AnalyzerRef,
     Finding,
@@ -43,8 +38,10 @@ from imgscan.model import (
     Report,
     ScanWarning,
 )
-from imgscan.purls import package_purl
 from imgscan.whiteouts import deletes, split_layer
+
+if TYPE_CHECKING:  # the worker pool is imported when a layer is analyzed, not on a cache hit
+    from imgscan.analyzers.dispatch import Dispatcher, Results
 
 
 @dataclass
@@ -77,6 +74,10 @@ class _Layer:
 
 
 class Scanner:
+    """Scans images with the analyzer plugins. Which analyzers run (and what the report key
+    needs of them) is known from ``analyzers.identity`` without importing any when it can:
+    the plugins are loaded when a file or an image-wide analyzer actually has to run."""
+
     def __init__(self, analyzers: Sequence[str] | None = None,
                  options: ScanOptions | None = None, jobs: int | None = None,
                  plugins: Sequence[LoadedPlugin] | None = None,
@@ -84,23 +85,24 @@ class Scanner:
         #: a second cache level behind the store's (``ResultCache``; Redis for a fleet)
         self.shared_cache = shared_cache
         self.options = options or ScanOptions()
-        if plugins is not None:
-            loaded = list(plugins)
-            if analyzers:
-                loaded = select(loaded, with_always_run(loaded, analyzers))
-        elif analyzers:
-            loaded = load_selected(analyzers)
-        else:
-            loaded = load_all()
-        self.plugins = loaded
-        self.file_analyzers: list[Analyzer] = [
-            p.cls(self.options) for p in loaded if not p.is_post  # type: ignore[misc]
-        ]
-        self.post_analyzers: list[PostAnalyzer] = [
-            p.cls(self.options) for p in loaded if p.is_post  # type: ignore[misc]
-        ]
         self.jobs = jobs
         self.stats = ScanStats()
+        self._set = PluginSet(analyzers, self.options, plugins)
+
+    @property
+    def plugins(self) -> list[LoadedPlugin]:
+        return self._set.load().loaded or []
+
+    @property
+    def file_analyzers(self) -> list[Analyzer]:
+        return self._set.load().file
+
+    @property
+    def post_analyzers(self) -> list[PostAnalyzer]:
+        return self._set.load().post
+
+    def identities(self) -> list[Identity]:
+        return self._set.identities()
 
     # -- targets ---------------------------------------------------------------------------
     def scan_image(self, store: Any, image: Any) -> Report:
@@ -117,23 +119,23 @@ class Scanner:
         """Scan an image given as plain values: its config and its ``Layer``s (any source:
         a blob stream, a stored layer, a containers/storage diff directory). Per-layer
         results (and a streamed layer's entry index) are cached under ``cache_root``."""
-        from imgscan.analyzers.layerview import LayerSetView
-        from imgscan.analyzers.stream import capture_patterns
-
         t0 = time.monotonic()
         key = None
         if cache_root:
             from imgscan.analyzers import reportcache
 
-            key = reportcache.report_key(config, layers, image,
-                                         [*self.file_analyzers, *self.post_analyzers],
-                                         self.options, __version__)
+            known = self.identities()
+            key = reportcache.report_key(config, layers, image, known, self.options,
+                                         __version__)
             hit = reportcache.get(cache_root, key)
             if hit is not None:
-                self.stats.cache_hits += len(layers) * len(self.file_analyzers)
+                self.stats.cache_hits += len(layers) * sum(not k.is_post for k in known)
                 return replace(hit, timings={"analyze": 0.0, "merge": 0.0, "post": 0.0,
                                              "total": round(time.monotonic() - t0, 4)},
                                created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+        from imgscan.analyzers.layerview import LayerSetView
+        from imgscan.analyzers.stream import capture_patterns
+
         patterns = capture_patterns(self.post_analyzers)
         state = [_Layer(lay.ref, lay.directory() or "", []) for lay in layers]
         captured: list[dict[str, bytes]] = [{} for _ in layers]
@@ -158,6 +160,8 @@ class Scanner:
             for i, (lay, s) in enumerate(zip(layers, state, strict=True))]
         if key is not None and not any(w.analyzer for w in report.warnings
                                        if w.message.startswith("analyzer failed")):
+            key = reportcache.report_key(config, layers, image, self.identities(),
+                                         self.options, __version__)  # as loaded
             reportcache.put(cache_root, key, report)  # type: ignore[arg-type]
         return report
 
@@ -168,6 +172,7 @@ class Scanner:
         else a stored layer through the dispatcher (files read in place, in parallel) and
         a streamed layer through one walk of its stream (layers in parallel)."""
         from imgscan.analyzers.cache import ChainedCache, LayerCache, LayerIndexCache
+        from imgscan.analyzers.dispatch import Dispatcher
         from imgscan.analyzers.stream import analyze_layers, capture_matcher
 
         cache: Any = LayerCache(cache_root) if cache_root else None
@@ -240,6 +245,7 @@ class Scanner:
 
     def scan_dir(self, path: str) -> Report:
         """Scan an unpacked root filesystem: one pseudo-layer, no cache."""
+        from imgscan.analyzers.dispatch import Dispatcher
         from imgscan.analyzers.view import DirView
 
         root = os.path.abspath(path)
@@ -328,6 +334,8 @@ class Scanner:
         if self.options.hidden and attribute:
             merged.findings.extend(self._hidden_findings(view, layers, hidden_wanted))
         os_info = self._choose_os(os_candidates)
+        from imgscan.purls import package_purl
+
         packages = _attach_files(merged.packages, merged.package_files)
         packages = [replace(p, purl=p.purl or package_purl(p, os_info)) for p in packages]
         t2 = time.monotonic()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 
 from imgscan.analyzers.interface import Analyzer, AnalyzerError, PostAnalyzer
+from imgscan.entrypoints import group as entry_point_group
 from imgscan.errors import UsageError
 
 GROUP = "imgscan.analyzers"
@@ -46,11 +46,9 @@ class LoadedPlugin:
 def find_plugins() -> list[PluginSpec]:
     """Entry points of the group, de-duplicated and sorted; nothing is imported."""
     seen: dict[tuple[str, str], PluginSpec] = {}
-    for ep in metadata.entry_points(group=GROUP):
-        dist = ep.dist
-        name = (dist.metadata.get_all("Name") or ["?"])[0] if dist is not None else "?"
-        version = (dist.version or "") if dist is not None else ""
-        seen.setdefault((ep.name, ep.value), PluginSpec(ep.name, ep.value, name, version))
+    for ep in entry_point_group(GROUP):
+        seen.setdefault((ep.name, ep.value),
+                        PluginSpec(ep.name, ep.value, ep.distribution, ep.version))
     return sorted(seen.values(), key=lambda s: s.entry_point)
 
 

@@ -32,9 +32,8 @@ def report_key(config: dict[str, Any], layers: Sequence[Any], image: Any,
     for lay in layers:
         h.update(repr((lay.ref, lay.digest, lay.size)).encode())
     h.update(repr(image).encode())
-    for a in analyzers:
-        h.update(repr((a.name, a.version, getattr(a, "cache_key", lambda: "")(),
-                       type(a).__module__, type(a).__qualname__)).encode())
+    for a in analyzers:  # ``analyzers.identity.Identity``s
+        h.update(repr(a.key_part()).encode())
     h.update(repr(options).encode())
     return h.hexdigest()
 

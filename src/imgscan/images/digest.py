@@ -6,7 +6,6 @@ committed before the last byte has been checked.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Protocol
 
@@ -32,6 +31,8 @@ def parse_digest(digest: object) -> tuple[str, str]:
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib  # imported on use: mounting needs only the helpers on names
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -45,6 +46,8 @@ def verify_bytes(data: bytes, digest: str, what: str, size: int | None = None) -
     alg, enc = parse_digest(digest)
     if size is not None and size >= 0 and len(data) != size:
         raise DigestMismatch(f"{what}: size {len(data)} does not match descriptor size {size}")
+    import hashlib
+
     got = hashlib.new(alg, data).hexdigest()
     if got != enc:
         raise DigestMismatch(f"{what}: digest mismatch (expected {digest}, got {alg}:{got})")
@@ -79,6 +82,8 @@ class HashingReader:
         self._expected = expected
         self._size = size if size is not None and size >= 0 else None
         self._max = max_bytes
+        import hashlib
+
         self._hash = hashlib.new(self._alg)
         self.count = 0
         self._done = False

@@ -9,12 +9,8 @@ from a ``chdir`` into the store root, as containers/storage does.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Sequence
 
@@ -36,7 +32,9 @@ def libc() -> ctypes.CDLL:
         try:  # the common name first: find_library may spawn ldconfig, costing milliseconds
             _libc = ctypes.CDLL("libc.so.6", use_errno=True)
         except OSError:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so", use_errno=True)
+            from ctypes.util import find_library  # spawns ldconfig: only when needed
+
+            _libc = ctypes.CDLL(find_library("c") or "libc.so", use_errno=True)
         _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                                 ctypes.c_ulong, ctypes.c_char_p]
         _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -84,6 +82,10 @@ def _mount(options: str, target: str, flags: int) -> None:
 
 
 def fuse_mount(store_root: str, lowers_rel: Sequence[str], target: str) -> None:
+    import shutil
+    import subprocess
+    import tempfile
+
     exe = shutil.which("fuse-overlayfs")
     if exe is None:
         raise MountError("fuse-overlayfs is not installed")
@@ -106,6 +108,9 @@ def unmount(target: str, detach: bool = False) -> None:
     rc = libc().umount2(target.encode(), MNT_DETACH if detach else 0)
     if rc != 0:
         err = ctypes.get_errno()
+        import shutil
+        import subprocess
+
         if err == errno.EPERM and shutil.which("fusermount3"):
             proc = subprocess.run(["fusermount3", "-u", *(["-z"] if detach else []), target],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -15,10 +15,11 @@ import enum
 import os
 import tempfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import ClassVar, TextIO
 
+from imgscan.entrypoints import EntryPointRow
+from imgscan.entrypoints import group as entry_point_group
 from imgscan.errors import UsageError
 from imgscan.model import Report
 
@@ -63,18 +64,17 @@ class ReportFormat(str, enum.Enum):
 #: the distribution whose entry points are the built-in formats
 _BUILTIN_DISTRIBUTION = "imgscan"
 
-def _is_builtin(ep: metadata.EntryPoint) -> bool:
-    dist = ep.dist
-    if dist is None:  # metadata without a distribution: judge by where the class lives
+def _is_builtin(ep: EntryPointRow) -> bool:
+    if ep.distribution == "?":  # metadata without a distribution: judge by where it lives
         return ep.value.startswith("imgscan.reports.")
-    return "".join(dist.metadata.get_all("Name", [])[:1]).lower() == _BUILTIN_DISTRIBUTION
+    return ep.distribution.lower() == _BUILTIN_DISTRIBUTION
 
 
-def _entry_points() -> dict[str, metadata.EntryPoint]:
+def _entry_points() -> dict[str, EntryPointRow]:
     """Every registered format by name, without importing any; when a third party registers
     a built-in name too, imgscan's own entry point wins."""
-    found: dict[str, metadata.EntryPoint] = {}
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    found: dict[str, EntryPointRow] = {}
+    for ep in entry_point_group(ENTRY_POINT_GROUP):
         if ep.name not in found or _is_builtin(ep):
             found[ep.name] = ep
     return found

@@ -18,12 +18,19 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from imgscan.usercache import cache_dir, trusted
+
 #: bump when the pickled shape of a RuleSet changes
 CACHE_FORMAT = "1"
+#: bump when the engine's behaviour changes for the same rules (part of ``RuleSet.digest``)
+ENGINE_VERSION = "1"
+
+__all__ = ["CACHE_FORMAT", "ENGINE_VERSION", "LazyPattern", "cache_dir", "cached",
+           "content_key", "is_cached", "rule_files", "rules_dir", "rules_key"]
 
 
 class LazyPattern:
@@ -70,12 +77,54 @@ class LazyPattern:
         return hash(self.pattern)
 
 
-def cache_dir() -> Path:
-    env = os.environ.get("IMGSCAN_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "imgscan"
+def rules_dir() -> Path:
+    """Where the built-in rules are: ``<repo>/rules`` in a source checkout, else the
+    ``imgscan/_rules`` directory that the wheel ships."""
+    here = Path(__file__).resolve()
+    checkout = here.parents[3] / "rules"
+    if (checkout / "secrets").is_dir() and (here.parents[3] / "pyproject.toml").is_file():
+        return checkout
+    return here.parents[1] / "_rules"
+
+
+def rule_files(extra_dirs: Sequence[str | Path] = (), builtin: bool = True) -> list[Path] | None:
+    """The rule files in load order: the built-in ``*.toml``, then each extra directory's
+    ``*.toml`` and ``secrets/*.toml``; None when an extra directory is not a directory."""
+    dirs = ([rules_dir() / "secrets"] if builtin else []) + [Path(d) for d in extra_dirs]
+    files: list[Path] = []
+    for i, d in enumerate(dirs):
+        if builtin and i == 0:
+            files += sorted(d.glob("*.toml"))
+        elif not d.is_dir():
+            return None
+        else:
+            files += sorted(d.glob("*.toml")) + sorted((d / "secrets").glob("*.toml"))
+    return files
+
+
+def content_key(extra_dirs: Sequence[str | Path] = (), disabled: Iterable[str] = (),
+                builtin: bool = True) -> str | None:
+    """The key of a rule set: every rule file's path and content, the disabled ids and the
+    engine version (None when a file or directory cannot be read)."""
+    files = rule_files(extra_dirs, builtin)
+    if not files:
+        return None
+    off = ",".join(sorted(set(disabled)))
+    ndirs = len(extra_dirs) + (1 if builtin else 0)
+    return rules_key(files, f"{ENGINE_VERSION}|{builtin}|{ndirs}|{off}")
+
+
+def is_cached(key: str) -> bool:
+    """Was the rule set of ``key`` loaded (validated) before? Only a valid set is cached."""
+    try:
+        fd = os.open(cache_dir() / "rules" / f"{key}.pickle",
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return trusted(fd)
+    finally:
+        os.close(fd)
 
 
 def rules_key(files: Iterable[Path], extra: str) -> str | None:

@@ -24,10 +24,7 @@ from typing import Any
 from imgscan.errors import UsageError
 from imgscan.model import Severity
 from imgscan.secrets.redos import ReDoSError, compile_checked
-from imgscan.secrets.rulecache import LazyPattern, cached, rules_key
-
-#: bump when the engine's behaviour changes for the same rules (part of ``RuleSet.digest``)
-ENGINE_VERSION = "1"
+from imgscan.secrets.rulecache import ENGINE_VERSION, LazyPattern, cached, content_key, rules_dir
 
 DEFAULT_WINDOW_BEFORE = 256
 DEFAULT_WINDOW_AFTER = 512
@@ -44,16 +41,6 @@ class RuleError(UsageError):
         if field:
             where.append(f"field {field!r}")
         super().__init__(": ".join(where) + ": " + message)
-
-
-def rules_dir() -> Path:
-    """Where the built-in rules are: ``<repo>/rules`` in a source checkout, else the
-    ``imgscan/_rules`` directory that the wheel ships."""
-    here = Path(__file__).resolve()
-    checkout = here.parents[3] / "rules"
-    if (checkout / "secrets").is_dir() and (here.parents[3] / "pyproject.toml").is_file():
-        return checkout
-    return here.parents[1] / "_rules"
 
 
 def schema_path() -> Path:
@@ -378,13 +365,7 @@ def load_rules(extra_dirs: Sequence[str | Path] = (), disabled: Iterable[str] = 
     rule on). Validated and compiled once per content of the rule files (``rulecache``)."""
     dirs = ([rules_dir() / "secrets"] if builtin else []) + [Path(d) for d in extra_dirs]
     disabled = tuple(sorted(set(disabled)))
-    try:
-        files = [p for i, d in enumerate(dirs)
-                 for p in (sorted(d.glob("*.toml")) if (builtin and i == 0) else _files(d))]
-    except RuleError:
-        files = []
-    key = rules_key(files, f"{ENGINE_VERSION}|{builtin}|{len(dirs)}|{','.join(disabled)}") \
-        if files else None
+    key = content_key(extra_dirs, disabled, builtin)
     if key is not None and key in _LOADED:  # the CLI's check and the analyzers share one
         return _LOADED[key]
     rs = cached(key, lambda: _load_rules(dirs, disabled, builtin))

@@ -22,15 +22,13 @@ import base64
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgscan.atomic import write_json_atomic
 from imgscan.errors import StoreError
-from imgscan.fileinfo import FileInfo
 from imgscan.images.digest import hex_of
 from imgscan.store.limits import ExtractLimits
 from imgscan.store.lock import OwnerLock, StoreLock
@@ -43,6 +41,9 @@ from imgscan.store.records import (
     resolve_image,
     with_names,
 )
+
+if TYPE_CHECKING:
+    from imgscan.fileinfo import FileInfo
 
 SHORT_ID_LEN = 10
 
@@ -176,10 +177,10 @@ class StoreCore:
 
     # -- staging and trash -----------------------------------------------------------------
     def new_staging(self) -> Staging:
-        return Staging(self.path("staging", secrets.token_hex(8)))
+        return Staging(self.path("staging", os.urandom(8).hex()))
 
     def to_trash(self, path: str) -> None:
-        os.rename(path, self.path("trash", f"{os.path.basename(path)}-{secrets.token_hex(4)}"))
+        os.rename(path, self.path("trash", f"{os.path.basename(path)}-{os.urandom(4).hex()}"))
 
     def empty_trash(self) -> None:
         trash = self.path("trash")
@@ -205,7 +206,7 @@ class Staging:
 
 
 def short_id() -> str:
-    return base64.b32encode(secrets.token_bytes(10)).decode()[:SHORT_ID_LEN]
+    return base64.b32encode(os.urandom(10)).decode()[:SHORT_ID_LEN]
 
 
 def read_file(path: str) -> bytes:

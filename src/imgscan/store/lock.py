@@ -13,7 +13,6 @@ import fcntl
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 TOKEN_SIZE = 64
@@ -78,7 +77,7 @@ class StoreLock:
     def record_write(self) -> bytes:
         """Stamp a new token; call under the exclusive lock *before* writing metadata, so a
         writer killed half-way still makes the others reload."""
-        token = f"{time.time_ns():020d}-{os.getpid():010d}-{uuid.uuid4().hex}".encode()
+        token = f"{time.time_ns():020d}-{os.getpid():010d}-{os.urandom(16).hex()}".encode()
         token = token[:TOKEN_SIZE].ljust(TOKEN_SIZE, b" ")
         os.pwrite(self._open(), token, 0)
         return token

@@ -1,0 +1,122 @@
+"""The ``imgscan`` command's entry: ``mount`` and ``umount`` on a fast path, everything else
+through click (``imgscan.cli``).
+
+``imgscan mount IMAGE`` is something people type and scripts call in loops; click and the
+command table cost more than the mount itself. The common forms of ``mount`` and ``umount``
+(their documented options, each at most once, ``--opt VALUE`` or ``--opt=VALUE``) are parsed
+here and call the same library functions; anything else — ``--help``, a group option, an
+unknown or repeated option, a missing or extra argument, a value click would reject — is
+handed to click unchanged, which gives its usual messages and exit codes. Library errors are
+reported as ``imgscan.clioptions.ImgscanGroup`` reports them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+#: command -> (options taking a value, flags)
+_COMMANDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "mount": (frozenset({"--root", "--mountpoint", "--driver"}), frozenset()),
+    "umount": (frozenset({"--root"}), frozenset({"--force"})),
+}
+_DRIVERS = ("auto", "overlay", "fuse-overlayfs")
+
+
+def parse(argv: Sequence[str]) -> tuple[str, dict[str, str | bool], str] | None:
+    """(command, options, the one argument) for the forms handled here, else None."""
+    if not argv or argv[0] not in _COMMANDS:
+        return None
+    valued, flags = _COMMANDS[argv[0]]
+    opts: dict[str, str | bool] = {}
+    args: list[str] = []
+    rest = list(argv[1:])
+    while rest:
+        tok = rest.pop(0)
+        if not tok.startswith("-") or tok == "-":
+            args.append(tok)
+            continue
+        name, eq, value = tok.partition("=")
+        if name in opts:
+            return None
+        if name in valued:
+            if not eq:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            opts[name] = value
+        elif name in flags and not eq:
+            opts[name] = True
+        else:  # --help, --, short options, anything unknown
+            return None
+    if len(args) != 1 or opts.get("--driver", "auto") not in _DRIVERS:
+        return None
+    from imgscan.api import is_other_store_ref
+
+    if is_other_store_ref(args[0]):  # containers-storage: and the like: click's command
+        return None
+    for path_opt in ("--root", "--mountpoint"):  # click.Path(file_okay=False)
+        given = opts.get(path_opt)
+        if isinstance(given, str) and (not given or os.path.isfile(given)):
+            return None
+    if "--root" not in opts and os.environ.get("IMGSCAN_ROOT") and \
+            os.path.isfile(os.environ["IMGSCAN_ROOT"]):
+        return None
+    return argv[0], opts, args[0]
+
+
+def _run(command: str, opts: dict[str, str | bool], arg: str) -> None:
+    from imgscan import api
+
+    root = opts.get("--root")
+    store = api.open_store(root if isinstance(root, str) else None)
+    if command == "mount":
+        mp, driver = opts.get("--mountpoint"), opts.get("--driver", "auto")
+        rec = api.mount(arg, mp if isinstance(mp, str) else None, str(driver), store=store)
+        _say(rec.path)
+        return
+    done = api.unmount(arg, force=bool(opts.get("--force")), store=store)
+    if done is not None and done.count > 0:
+        _say(f"{done.path} still mounted (count {done.count})")
+    elif done is not None:
+        _say(f"unmounted {done.path}")
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(f"imgscan: error: {message}\n")
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    parsed = parse(args)
+    if parsed is None:
+        from imgscan.cli import main as click_main
+
+        if argv is None:
+            click_main()  # as before: click reads sys.argv and names the program itself
+        else:
+            click_main(args)
+        return
+    from imgscan.errors import ImgscanError
+
+    try:
+        _run(*parsed)
+    except ImgscanError as e:
+        _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as e:  # as ImgscanGroup: never a traceback for users
+        if os.environ.get("IMGSCAN_DEBUG"):
+            raise
+        _fail(f"unexpected {type(e).__name__}: {e} (set IMGSCAN_DEBUG=1 for a traceback)", 3)
+    sys.exit(0)
