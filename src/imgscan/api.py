@@ -85,10 +85,13 @@ def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = No
     scanner = Scanner(analyzers, options, jobs=jobs)
     if ref.startswith("dir:"):
         return scanner.scan_dir(ref[4:])
+    from imgscan.store.leases import leased
+
     store = store or open_store(root)
-    image = pull(ref, platform=platform, store=store, **registry_opts) \
-        if is_transport_ref(ref) else store.lookup(ref)
-    return scanner.scan_image(store, image)
+    if is_transport_ref(ref):
+        ref = pull(ref, platform=platform, store=store, **registry_opts).id
+    with leased(store, ref) as image:  # `rmi` refuses (or waits) while the scan reads
+        return scanner.scan_image(store, image)
 
 
 class StoredConfigSource(BlobSource):

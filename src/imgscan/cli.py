@@ -413,12 +413,14 @@ def tag(root: str | None, image: str, name: str) -> None:
 
 @main.command()
 @root_option
-@click.option("--force", is_flag=True, help="Unmount a mounted image first instead of refusing.")
+@click.option("--force", is_flag=True, help="Unmount a mounted image first, and wait for "
+              "scans reading it to finish, instead of refusing.")
 @click.argument("images", nargs=-1, required=True)
 def rmi(root: str | None, force: bool, images: Sequence[str]) -> None:
     """Remove images, and the layers no other image uses.
 
-    A mounted image is refused (naming its mount point and count) unless --force.
+    A mounted image is refused (naming its mount point and count), and so is an image that
+    a scan is reading (naming the scan's pid), unless --force.
 
     \b
     Example:

@@ -110,6 +110,7 @@ def audit(store: Any = None, *, root: str | None = None, formats: Sequence[str] 
     from imgscan.progress import Progress
     from imgscan.reports.common import severity_counts
     from imgscan.scan import Scanner
+    from imgscan.store.leases import leased
     from imgscan.store.store import Store
 
     gate = gate or GateConfig()
@@ -126,7 +127,8 @@ def audit(store: Any = None, *, root: str | None = None, formats: Sequence[str] 
         for img in images:
             label = img.names[0] if img.names else img.short_id
             try:
-                report = Scanner(analyzers, options, jobs=jobs).scan_image(store, img)
+                with leased(store, img.id) as img:
+                    report = Scanner(analyzers, options, jobs=jobs).scan_image(store, img)
             except ImgscanError as e:
                 entries.append(AuditEntry(label, img.short_id, EXIT_ERROR, error=str(e)))
                 bar.advance(label)
