@@ -68,7 +68,9 @@ def test_field_order_comes_from_the_model() -> None:
     d = _json(make_report())
     assert list(d) == [f.name for f in dataclasses.fields(Report)]
     assert list(d["findings"][0]) == [f.name for f in dataclasses.fields(Finding)]
-    assert list(d["findings"][0]["location"]) == [f.name for f in dataclasses.fields(Location)]
+    # ``paths`` is written only for a file with hard links (the 1.0.0 shape otherwise)
+    assert list(d["findings"][0]["location"]) == [f.name for f in dataclasses.fields(Location)
+                                                  if f.name != "paths"]
 
 
 def test_canonical_order() -> None:

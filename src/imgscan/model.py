@@ -76,7 +76,9 @@ class Location:
     """Where a finding is. ``path`` is absolute in the image (``/etc/shadow``); findings from
     the image config have ``config_key`` (``Env[3]``, ``Labels.foo``, ``history[2]``) instead.
     ``hidden_by`` is set when a later layer deleted or replaced the file: it is still in the
-    image tarball and readable by anyone who pulls it."""
+    image tarball and readable by anyone who pulls it. ``paths`` lists every path that reaches
+    the same file when it has hard links (``path`` first): one file is one finding, however
+    many names it has; empty (and left out of JSON) for a file with one name."""
 
     path: str = ""
     line: int | None = None
@@ -84,6 +86,7 @@ class Location:
     layer: LayerRef | None = None
     hidden_by: LayerRef | None = None
     config_key: str = ""
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,8 @@ def to_jsonable(value: Any, keep_files: bool = False) -> Any:
         for f in dataclasses.fields(value):
             if f.name == "files" and isinstance(value, Package) and not keep_files:
                 continue
+            if f.name == "paths" and isinstance(value, Location) and not value.paths:
+                continue  # the 1.0.0 shape for a file with one name
             out[f.name] = to_jsonable(getattr(value, f.name), keep_files)
         return out
     if isinstance(value, enum.Enum):
@@ -264,6 +269,7 @@ def finding_from_dict(d: Mapping[str, Any]) -> Finding:
     loc = dict(d.get("location") or {})
     loc["layer"] = layer_from_dict(loc.get("layer"))
     loc["hidden_by"] = layer_from_dict(loc.get("hidden_by"))
+    loc["paths"] = tuple(loc.get("paths") or ())
     return Finding(
         rule_id=d["rule_id"],
         severity=Severity(d["severity"]),

@@ -260,7 +260,8 @@ class Scanner:
             merged.findings = [replace(f, location=replace(f.location, layer=None,
                                                            hidden_by=None))
                                for f in merged.findings]
-        findings = _dedupe([f.with_id() for f in merged.findings])
+        findings = _dedupe([f.with_id() for f in _fold_links(merged.findings, layers,
+                                                             visible)])
         t3 = time.monotonic()
         return Report(
             tool={
@@ -378,6 +379,15 @@ def _place(f: Finding, layer: LayerRef | None, hidden_by: LayerRef | None) -> Fi
         path=loc.path, line=loc.line, column=loc.column,
         layer=loc.layer or layer, hidden_by=loc.hidden_by or hidden_by,
         config_key=loc.config_key))
+
+
+def _fold_links(findings: Sequence[Finding], layers: Sequence[_Layer],
+                visible: dict[str, int]) -> list[Finding]:
+    """A file with hard links is one file: one finding listing every name (hardlinks.py)."""
+    from imgscan.hardlinks import fold_hard_links, link_groups
+
+    return fold_hard_links(findings, {lay.ref.index: link_groups(lay.entries)
+                                      for lay in layers}, visible)
 
 
 def _dedupe(findings: Sequence[Finding]) -> list[Finding]:
