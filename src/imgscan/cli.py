@@ -110,11 +110,13 @@ def _source_opts(ref: str, kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The caps on one layer (decompression bombs, entry floods), shown in --help."""
     f = click.option("--max-entries", type=click.IntRange(1), default=2_000_000,
                      show_default=True, help="Refuse a layer with more tar entries.")(f)
     return click.option("--max-layer-size", type=click.IntRange(1), default=64 << 30,
                         show_default=True, metavar="BYTES",
-                        help="Refuse a layer whose uncompressed tar is larger.")(f)
+                        help="Refuse a layer whose uncompressed tar is larger (64 GiB; "
+                        "runs of zeros are stored as holes and cost no disk).")(f)
 
 
 def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -550,6 +552,7 @@ def mounts(root: str | None, fmt: str) -> None:
 @platform_option
 @registry_options
 @scan_options
+@limit_options
 @click.option("--all", "scan_all", is_flag=True,
               help="Scan every image in the store (an audit): one report per image in "
               "--output-dir, and a summary table.")
@@ -592,7 +595,9 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
 
     gate, plan = _gate_setup(kw)
     source_opts = _source_opts(image, kw)
-    report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
+    store = None if image.startswith("dir:") else \
+        _store(root, kw.pop("max_layer_size"), kw.pop("max_entries"))
+    report = do_scan(image, store=store,
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
                      jobs=kw["jobs"], options=_scan_options(kw), **source_opts)
     sys.exit(_judge(report, gate, plan, kw))

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from imgscan.fileinfo import FileInfo, FileKind
-from imgscan.model import Finding
+from imgscan.model import Finding, printable_name
 
 #: a hard link to a hard link is not something tar writes, but a crafted layer may chain them
 MAX_LINK_HOPS = 64
@@ -33,7 +33,8 @@ def link_groups(entries: Iterable[FileInfo]) -> dict[str, str]:
             hops += 1
         canon[path] = t
         canon.setdefault(t, t)
-    return canon
+    # findings carry names as reports show them (model.printable_name)
+    return {printable_name(p): printable_name(c) for p, c in canon.items()}
 
 
 def fold_hard_links(findings: Sequence[Finding],

@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import stat
 from collections.abc import Iterator
 from typing import Any
@@ -210,21 +209,26 @@ def read_file(path: str) -> bytes:
 
 
 def rmtree(path: str) -> None:
-    """Remove a tree even where the image made directories read-only."""
-
-    def onerror(func: Any, p: str, exc: Any) -> None:
-        parent = os.path.dirname(p)
+    """Remove a tree even where the image made directories read-only, and however deep it
+    is (a layer may nest thousands of directories; shutil.rmtree recurses once per level
+    and ends in RecursionError)."""
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        os.unlink(path)
+        return
+    stack: list[tuple[str, bool]] = [(path, False)]
+    while stack:
+        p, emptied = stack.pop()
+        if emptied:
+            os.rmdir(p)
+            continue
         with contextlib.suppress(OSError):
-            os.chmod(parent, stat.S_IRWXU)
-        with contextlib.suppress(OSError):
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, stat.S_IRWXU)
-                shutil.rmtree(p, onerror=onerror)
-            else:
-                os.unlink(p)
-
-    if os.path.lexists(path):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=onerror)
-        else:
-            os.unlink(path)
+            os.chmod(p, stat.S_IRWXU)  # a read-only directory of the image
+        stack.append((p, True))
+        with os.scandir(p) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, False))
+                else:
+                    os.unlink(entry.path)
