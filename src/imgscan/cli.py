@@ -140,6 +140,9 @@ def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Table: list packages too."),
         click.option("--elf", "show_elf", is_flag=True,
                      help="Table: list per-binary ELF hardening."),
+        click.option("--wide", "-w", "wide", is_flag=True,
+                     help="Table: cut and wrap nothing (default: fit the terminal or "
+                     "$COLUMNS)."),
         click.option("--analyzers", help="Comma-separated analyzer names "
                      "(see 'imgscan analyzers'; default all)."),
         click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False,
@@ -203,7 +206,7 @@ def _gate_setup(kw: dict[str, Any], outputs: bool = True) -> tuple[Any, list[Any
 def _writer_options(kw: dict[str, Any]) -> Any:
     from imgscan.api import WriterOptions
 
-    return WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"])
+    return WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"], wide=kw["wide"])
 
 
 def _judge(report: Any, gate: Any, plan: list[Any], kw: dict[str, Any]) -> int:
