@@ -12,6 +12,7 @@ from test_reports_fixture import IMAGE_NAME, hostile_report, make_report
 
 
 def _table(report, **kw) -> str:
+    kw.setdefault("width", 100)  # COLUMNS may be anything where the tests run
     return render(report, "table", WriterOptions(**kw))
 
 
@@ -39,7 +40,7 @@ def test_width_follows_the_terminal_and_nothing_is_cut(width, monkeypatch) -> No
     title = "Generic API key assigned in a configuration file shipped in the image"
     r.findings.append(Finding("generic/api-key-in-configuration", Severity.HIGH, "secret",
                               title, Location(loc, line=7)).with_id())
-    text = _table(r)
+    text = render(r, "table", WriterOptions())  # the width comes from COLUMNS
     assert max(len(line) for line in text.splitlines()) <= width
     assert loc + ":7" in _column(text, "Location", "Layer")
     assert "generic/api-key-in-configuration" in _column(text, "Rule", "Location")

@@ -153,7 +153,7 @@ class Scanner:
         t1 = time.monotonic()
         visible = {p: 0 for by_path in layer.results.values() for p in by_path}
         report = self._assemble(view, [layer], {}, t0, t1, attribute=False, visible=visible)
-        report.image = ImageSummary(name=f"dir:{path}", source="dir")
+        report.image = ImageSummary(name=f"dir:{root}", source="dir")  # absolute
         return report
 
     def scan_config_only(self, image: Any) -> Report:

@@ -111,7 +111,10 @@ def _summary(r: Report, width: int) -> str:
         ["User", img.user or "root (not set)"],
         ["Packages", str(len(r.packages))],
     ]
-    return tabulate([[k, cut(v, width - 12)] for k, v in rows], tablefmt="plain",
+    if img.source == "dir":  # a directory has no config, layers or digest to show
+        rows = [row for row in rows if row[0] in ("Image", "OS", "Packages")]
+    return tabulate([[k, _wrap(v, width - 12, lines=2 * MAX_LINES)] for k, v in rows],
+                    tablefmt="plain",
                     disable_numparse=True)
 
 
