@@ -145,8 +145,11 @@ class Scanner:
         # streamed: a directory of a million files is never held as a list
         layer = _Layer(LayerRef(0, "", "rootfs directory"), root, [])
         dispatcher = Dispatcher(self.file_analyzers, self.options, self.jobs)
+        from imgscan.progress import Progress
+
         try:
-            layer.results = dispatcher.run(root, None, (e.info for e in view.entries()))
+            with Progress(f"scanning dir:{path}", 0, unit="files") as bar:
+                layer.results = dispatcher.run(root, None, _counted(view.entries(), bar))
         finally:
             dispatcher.close()
         self._add_calls(dispatcher)
@@ -362,6 +365,13 @@ class Scanner:
                 packages_added=sum(1 for p in packages if p.layer and p.layer.index == i),
             ))
         return out
+
+
+def _counted(entries: Any, bar: Any) -> Any:
+    """The entries' FileInfos, counted on the progress line as they stream past."""
+    for e in entries:
+        bar.done += 1
+        yield e.info
 
 
 def _refine(facts: dict[str, list[dict[str, Any]]], update: str, target: str) -> None:
