@@ -220,7 +220,10 @@ def _judge(report: Any, gate: Any, plan: list[Any], kw: dict[str, Any]) -> int:
 
 
 def _store(root: str | None, max_layer_size: int | None = None,
-           max_entries: int | None = None) -> Any:
+           max_entries: int | None = None, create: bool = False) -> Any:
+    """The store. Only commands that import (pull, scan of a reference) create one at a
+    --root or $IMGSCAN_ROOT that does not exist: elsewhere that is a typo, not a new store.
+    The default location is made on first use whatever the command."""
     from imgscan.store.limits import ExtractLimits
     from imgscan.store.store import Store
 
@@ -228,14 +231,17 @@ def _store(root: str | None, max_layer_size: int | None = None,
     if max_layer_size or max_entries:
         limits = ExtractLimits(max_bytes=max_layer_size or limits.max_bytes,
                                max_entries=max_entries or limits.max_entries)
-    return Store(root, limits=limits)
+    return Store(root, limits=limits, create=create or root is None)
 
 
 @click.group(cls=ImgscanGroup, context_settings={"help_option_names": ["-h", "--help"],
                                                  "max_content_width": 100})
 @click.version_option(__version__, prog_name="imgscan")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars on a terminal.")
-def main(quiet: bool) -> None:
+@click.option("--root", "global_root", type=click.Path(file_okay=False), metavar="DIR",
+              help="Store directory for any command (as podman's --root); a command's own "
+              "--root wins.")
+def main(quiet: bool, global_root: str | None) -> None:
     """imgscan: a daemonless security scanner for container images.
 
     Images are imported into a file-locked, copy-on-write layer store that any number of
@@ -260,6 +266,8 @@ def main(quiet: bool) -> None:
     """
     if quiet:
         os.environ["IMGSCAN_QUIET"] = "1"
+    if global_root:  # the commands' --root reads $IMGSCAN_ROOT when not given
+        os.environ["IMGSCAN_ROOT"] = global_root
 
 
 # -- images --------------------------------------------------------------------------------
@@ -292,7 +300,7 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
     from imgscan import api
 
     source_opts = _source_opts(ref, kw)
-    store = _store(root, max_layer_size, max_entries)
+    store = _store(root, max_layer_size, max_entries, create=True)
     if not vet:
         ctx = click.get_current_context()
         given = [k for k in kw if ctx.get_parameter_source(k) not in
@@ -594,12 +602,14 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
     if scan_all:
         sys.exit(_scan_all(root, output_dir, kw))
     assert image is not None
+    from imgscan.api import is_transport_ref
     from imgscan.api import scan as do_scan
 
     gate, plan = _gate_setup(kw)
     source_opts = _source_opts(image, kw)
     store = None if image.startswith("dir:") else \
-        _store(root, kw.pop("max_layer_size"), kw.pop("max_entries"))
+        _store(root, kw.pop("max_layer_size"), kw.pop("max_entries"),
+               create=is_transport_ref(image))
     report = do_scan(image, store=store,
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
                      jobs=kw["jobs"], options=_scan_options(kw), **source_opts)

@@ -60,10 +60,14 @@ class StoreCore:
     """A store of images at ``root``. Safe to use from any number of processes at once."""
 
     def __init__(self, root: str | None = None, *, limits: ExtractLimits | None = None,
-                 jobs: int | None = None) -> None:
+                 jobs: int | None = None, create: bool = True) -> None:
         self.root = os.path.abspath(root or default_root())
         self.limits = limits or ExtractLimits()
         self.jobs = jobs or min(4, os.cpu_count() or 1)
+        if not create and not os.path.isdir(self.root):
+            # a read-only command on a mistyped --root must not make a new, empty store
+            raise StoreError(f"no store at {self.root}: nothing was pulled there (check "
+                             "--root and $IMGSCAN_ROOT, or 'imgscan pull' an image first)")
         try:
             for d in ("layers", "l", "images", "staging", "trash", "cache", "run"):
                 os.makedirs(os.path.join(self.root, d), exist_ok=True)

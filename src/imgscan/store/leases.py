@@ -78,11 +78,17 @@ def leased(store: StoreCore, ref: str, purpose: str = "scan") -> Iterator[ImageR
     lease are one step under the shared lock, so a removal cannot slip between them."""
     with store.lock.shared():
         image = store.lookup(ref)
-        lease = Lease(store, image.id, purpose)
+        try:
+            lease: Lease | None = Lease(store, image.id, purpose)
+        except PermissionError:
+            # another user's store, read-only for us: we cannot record a lease, and the
+            # owner's rmi cannot see us (as with podman, the owner's store is the owner's)
+            lease = None
     try:
         yield image
     finally:
-        lease.release()
+        if lease is not None:
+            lease.release()
 
 
 def holders(store: StoreCore, image_id: str) -> list[LeaseHolder]:
