@@ -309,7 +309,7 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
             raise click.UsageError("scan options such as --fail-on need --vet")
         rec = api.pull(ref, store=store, platform=platform, names=list(names) or None,
                        **source_opts)
-        click.echo(rec.id)
+        _tell_pulled(rec)
         return
     gate, plan = _gate_setup(kw)
     rec, _, code = api.vetted_pull(ref, store, lambda r: _judge(r, gate, plan, kw),
@@ -320,6 +320,13 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
     if rec is None:
         click.echo(f"imgscan: {ref} failed vetting; nothing was stored", err=True)
         sys.exit(code)
+    _tell_pulled(rec)
+
+
+def _tell_pulled(rec: Any) -> None:
+    """The id on stdout (for scripts, as podman pull), the names it has on stderr."""
+    names = ", ".join(rec.names) or "no name (use its id, or 'imgscan tag')"
+    click.echo(f"imgscan: stored {rec.short_id} as {names}", err=True)
     click.echo(rec.id)
 
 
