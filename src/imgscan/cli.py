@@ -35,6 +35,22 @@ def fail(message: str, code: int = 3) -> NoReturn:
 class ImgscanGroup(click.Group):
     """Turns library errors into one-line messages and exit codes, in one place."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's own usage errors in imgscan's form (``imgscan: error: …``, exit 2)."""
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            hint = f"\nTry '{e.ctx.command_path} --help' for help." if e.ctx else ""
+            fail(e.format_message() + hint, e.exit_code)
+        except click.ClickException as e:
+            fail(e.format_message(), e.exit_code)
+        except click.exceptions.Abort:
+            fail("aborted", 1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -356,12 +372,14 @@ def images(root: str | None, fmt: str) -> None:
 
 
 def _human(n: int) -> str:
+    """Sizes in one unit system everywhere: the reports' binary units (KiB, MiB, GiB;
+    reports.common.human_size, not imported here: the command line imports no writer)."""
     size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return str(n)
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
 
 
 @main.command(epilog=EXIT_CODES)
@@ -552,14 +570,15 @@ def mounts(root: str | None, fmt: str) -> None:
 
     store = _store(root)
     recs = MountTable(store).records()
-    names = {i.id: ", ".join(i.names) for i in store.images()}
+    names = {i.id: list(i.names) for i in store.images()}
     if fmt == "json":
-        click.echo(json.dumps([asdict(r) | {"names": names.get(r.image_id, "")}
+        click.echo(json.dumps([asdict(r) | {"names": names.get(r.image_id, [])}
                                for r in recs], indent=2))
         return
     from tabulate import tabulate
 
-    rows = [[r.image_id[7:19], names.get(r.image_id, ""), r.path, r.count, r.driver]
+    rows = [[r.image_id[7:19], ", ".join(names.get(r.image_id, [])), r.path, r.count,
+             r.driver]
             for r in recs]
     click.echo(tabulate(rows, headers=["IMAGE ID", "NAMES", "PATH", "COUNT", "DRIVER"]))
 
@@ -641,7 +660,8 @@ def _scan_all(root: str | None, output_dir: str | None, kw: dict[str, Any]) -> i
     rows = [[e.label, e.short_id, "-", "error: " + e.error[:40], "-"] if e.error else
             [e.label, e.short_id, e.packages,
              " ".join(f"{k}:{n}" for k, n in e.counts.items() if n) or "none",
-             "FAIL" if e.failed_gate else "pass"] for e in result.entries]
+             ("FAIL" if e.failed_gate else "pass") if gate.judges else "—"]
+            for e in result.entries]
     click.echo(tabulate(rows, headers=["IMAGE", "ID", "PACKAGES", "FINDINGS", "GATE"]))
     click.echo(f"reports in {os.path.abspath(result.output_dir)}")
     return result.exit_code
