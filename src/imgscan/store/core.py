@@ -219,20 +219,28 @@ def rmtree(path: str) -> None:
     if not os.path.lexists(path):
         return
     if not os.path.isdir(path) or os.path.islink(path):
-        os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         return
+    # several processes may empty the trash at once: what another removed is not an error
     stack: list[tuple[str, bool]] = [(path, False)]
     while stack:
         p, emptied = stack.pop()
         if emptied:
-            os.rmdir(p)
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(p)
             continue
         with contextlib.suppress(OSError):
             os.chmod(p, stat.S_IRWXU)  # a read-only directory of the image
         stack.append((p, True))
-        with os.scandir(p) as it:
+        try:
+            it = os.scandir(p)
+        except FileNotFoundError:
+            continue
+        with it:
             for entry in it:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, False))
                 else:
-                    os.unlink(entry.path)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
