@@ -437,7 +437,8 @@ def extract_layer(stream: BinaryIO, dest: str, limits: ExtractLimits | None = No
                 return ExtractResult([], "chardev" if as_root else "wh-files")
             raise ImageError(f"layer is not a valid tar archive: {e}") from None
         with tar:
-            for member in tar:
+            while (member := tar.next()) is not None:
+                tar.members.clear()  # tarfile keeps every TarInfo; the index is enough
                 count += 1
                 if count > limits.max_entries:
                     raise UnsafeLayerError(
