@@ -86,11 +86,12 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
               for i in range(3)]
     write_oci_layout(layout, [ImageSpec(layers, ref_name="v1")])
     env = {**os.environ, "PYTHONPATH": SRC}
-    # on a pipe: nothing but the id
+    # on a pipe: no progress, only the id (stdout) and the names it was given (stderr)
     p = subprocess.run([sys.executable, "-m", "imgscan", "pull", f"oci:{layout}:v1", "--root",
                         root, "--max-entries", "100000"], capture_output=True, text=True,
                        env=env)
-    assert p.returncode == 0 and p.stderr == ""
+    assert p.returncode == 0 and p.stderr == f"imgscan: stored {p.stdout[7:19]} as " \
+        "localhost/big:v1\n"
     # on a terminal: a progress line once the work takes over a second
     import imgscan.progress as prog
 

@@ -12,7 +12,44 @@ from test_reports_fixture import IMAGE_NAME, hostile_report, make_report
 
 
 def _table(report, **kw) -> str:
+    kw.setdefault("width", 100)  # COLUMNS may be anything where the tests run
     return render(report, "table", WriterOptions(**kw))
+
+
+def _column(text: str, header: str, next_header: str) -> str:
+    """The findings table's column ``header``, its wrapped lines joined."""
+    lines = text.splitlines()
+    h = next(i for i, line in enumerate(lines) if line.startswith("Severity ") and
+             header in line)
+    a, b = lines[h].index(header), lines[h].index(next_header)
+    out = []
+    for line in lines[h + 2:]:
+        if not line.strip():
+            break
+        out.append(line[a:b].strip())
+    return "".join(out)
+
+
+@pytest.mark.parametrize("width", [60, 80, 132, 200])
+def test_width_follows_the_terminal_and_nothing_is_cut(width, monkeypatch) -> None:
+    """Issue 15 item 9: the terminal's width (COLUMNS), rule ids whole, locations wrapped
+    rather than cut from the left, titles wrapped; --wide shows everything on one line."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    r = make_report()
+    loc = "/opt/app/" + "/".join(f"dir{i}" for i in range(12)) + "/settings.yaml"
+    title = "Generic API key assigned in a configuration file shipped in the image"
+    r.findings.append(Finding("generic/api-key-in-configuration", Severity.HIGH, "secret",
+                              title, Location(loc, line=7)).with_id())
+    text = render(r, "table", WriterOptions())  # the width comes from COLUMNS
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert loc + ":7" in _column(text, "Location", "Layer")
+    assert "generic/api-key-in-configuration" in _column(text, "Rule", "Location")
+    if width >= 100:
+        assert "generic/api-key-in-configuration" in text  # on one line when it fits
+    assert "…" not in _column(text, "Location", "Layer")
+    wide = _table(r, wide=True)
+    row = next(line for line in wide.splitlines() if "generic/api-key" in line)
+    assert loc + ":7" in row and title in row
 
 
 @pytest.mark.parametrize("build", [make_report, hostile_report])
@@ -31,7 +68,8 @@ def test_long_values_still_fit() -> None:
     r.warnings += [ScanWarning("m" * 300, path=long, analyzer="a" * 50)] * 30
     text = _table(r, packages=True, elf=True)
     assert max(len(line) for line in text.splitlines()) <= 100
-    assert "file.pem:123456" in text  # paths are cut from the left
+    assert long + ":123456" in _column(text, "Location", "Layer")  # wrapped, never cut
+    assert "secret/private-key-" + "x" * 80 in _column(text, "Rule", "Location")
     assert "… and 12 more warnings" in text
 
 

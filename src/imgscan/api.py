@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack
 from imgscan.errors import ImageError, UsageError
 from imgscan.otherstores import (
     SOURCES,
-    is_other_store_ref,
     mount_other,
     open_other_source,
     umount_other,
+)
+from imgscan.otherstores import (
+    is_other_store_ref as is_other_store_ref,
 )
 
 if TYPE_CHECKING:  # imported on first use: `imgscan mount` loads no analyzer and no writer
@@ -60,7 +62,8 @@ def is_transport_ref(ref: str) -> bool:
 
 
 def open_store(root: str | None = None, *, max_layer_size: int | None = None,
-               max_entries: int | None = None, jobs: int | None = None) -> Store:
+               max_entries: int | None = None, jobs: int | None = None,
+               create: bool = True) -> Store:
     """The store at ``root`` (default: ``$IMGSCAN_ROOT``, else the user's or the system's),
     refusing layers over ``max_layer_size`` uncompressed bytes or ``max_entries`` entries."""
     from imgscan.store.limits import ExtractLimits
@@ -70,7 +73,7 @@ def open_store(root: str | None = None, *, max_layer_size: int | None = None,
     if max_layer_size or max_entries:
         limits = ExtractLimits(max_bytes=max_layer_size or limits.max_bytes,
                                max_entries=max_entries or limits.max_entries)
-    return Store(root, limits=limits, jobs=jobs)
+    return Store(root, limits=limits, jobs=jobs, create=create)
 
 
 def scan_options(analyzers: Sequence[str] | None = None, *, scan_binaries: bool = False,
@@ -234,9 +237,12 @@ def _scan_image_ref(scanner: Scanner, ref: str, store: Store, platform: str | Pl
             return scanner.scan_layers(config, layers, summary, store.path("cache"))
         finally:
             image.source.close()
-    record = pull(ref, platform=platform, store=store, **registry_opts) \
-        if is_transport_ref(ref) else store.lookup(ref)
-    return scanner.scan_image(store, record)
+    if is_transport_ref(ref):
+        ref = pull(ref, platform=platform, store=store, **registry_opts).id
+    from imgscan.store.leases import leased
+
+    with leased(store, ref) as record:  # `rmi` refuses (or waits) while the scan reads
+        return scanner.scan_image(store, record)
 
 
 def streamed_layers(image: SourceImage, names: Sequence[str] = (), limits: Any = None

@@ -18,6 +18,7 @@ import click
 from imgscan._version import __version__
 from imgscan.cli_listings import analyzers_cmd, rules, tags
 from imgscan.cli_server import audit, serve, worker
+from imgscan.cli_store import rmi, store, tag
 from imgscan.cli_vulns import db, vulns_kwargs, vulns_options
 from imgscan.clioptions import (
     EXIT_CODES,
@@ -44,7 +45,10 @@ from imgscan.clioptions import (
                                                  "max_content_width": 100})
 @click.version_option(__version__, prog_name="imgscan")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars on a terminal.")
-def main(quiet: bool) -> None:
+@click.option("--root", "global_root", type=click.Path(file_okay=False), metavar="DIR",
+              help="Store directory for any command (as podman's --root); a command's own "
+              "--root wins.")
+def main(quiet: bool, global_root: str | None) -> None:
     """imgscan: a daemonless security scanner for container images.
 
     Images are imported into a file-locked, copy-on-write layer store that any number of
@@ -72,6 +76,8 @@ def main(quiet: bool) -> None:
     """
     if quiet:
         os.environ["IMGSCAN_QUIET"] = "1"
+    if global_root:  # the commands' --root reads $IMGSCAN_ROOT when not given
+        os.environ["IMGSCAN_ROOT"] = global_root
 
 
 # -- images --------------------------------------------------------------------------------
@@ -104,7 +110,7 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
     from imgscan import api
 
     source_opts = _source_opts(ref, kw)
-    store = _store(root, max_layer_size, max_entries)
+    store = _store(root, max_layer_size, max_entries, create=True)
     if not vet:
         ctx = click.get_current_context()
         given = [k for k in kw if ctx.get_parameter_source(k) not in
@@ -113,7 +119,7 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
             raise click.UsageError("scan options such as --fail-on need --vet")
         pulled = api.pull(ref, store=store, platform=platform, names=list(names) or None,
                           **source_opts)
-        click.echo(pulled.id)
+        _tell_pulled(pulled)
         return
     gate, plan = _gate_setup(kw)
     rec, _, code = api.vetted_pull(ref, store, lambda r: _judge(r, gate, plan, kw),
@@ -124,6 +130,13 @@ def pull(root: str | None, platform: str | None, names: Sequence[str], ref: str,
     if rec is None:
         click.echo(f"imgscan: {ref} failed vetting; nothing was stored", err=True)
         sys.exit(code)
+    _tell_pulled(rec)
+
+
+def _tell_pulled(rec: Any) -> None:
+    """The id on stdout (for scripts, as podman pull), the names it has on stderr."""
+    names = ", ".join(rec.names) or "no name (use its id, or 'imgscan tag')"
+    click.echo(f"imgscan: stored {rec.short_id} as {names}", err=True)
     click.echo(rec.id)
 
 
@@ -207,81 +220,6 @@ def inspect(root: str | None, platform: str | None, show_config: bool, raw: bool
     click.echo(json.dumps(api.inspect_document(target), indent=4))
 
 
-@main.command()
-@root_option
-@click.argument("image")
-@click.argument("name")
-def tag(root: str | None, image: str, name: str) -> None:
-    """Add a name to an image (moving it from any other image that had it).
-
-    \b
-    Example:
-      imgscan tag 3f2a9c1b0d4e myapp:stable
-    """
-    rec = _store(root).tag(image, name)
-    click.echo(f"{rec.id} {' '.join(rec.names)}")
-
-
-@main.command()
-@root_option
-@click.option("--force", is_flag=True, help="Unmount a mounted image first instead of refusing.")
-@click.argument("images", nargs=-1, required=True)
-def rmi(root: str | None, force: bool, images: Sequence[str]) -> None:
-    """Remove images, and the layers no other image uses.
-
-    A mounted image is refused (naming its mount point and count) unless --force.
-
-    \b
-    Example:
-      imgscan rmi localhost/layout:1.0 3f2a9c1b
-    """
-    from imgscan.api import remove_images
-
-    for rec in remove_images(images, force=force, store=_store(root)):
-        click.echo(f"removed {rec.id}")
-
-
-@main.group()
-def store() -> None:
-    """Maintain the store: find and repair what a crash left, drop unused layers."""
-
-
-@store.command("check")
-@root_option
-@click.option("--repair", is_flag=True, help="Remove what is incomplete or orphaned.")
-def store_check(root: str | None, repair: bool) -> None:
-    """Check the store for half-done imports, orphans and stale mount records.
-
-    Exits 0 when the store is clean (or was repaired), 3 when problems remain.
-
-    \b
-    Example:
-      imgscan store check --repair
-    """
-    from imgscan.api import check_store
-
-    problems = check_store(repair=repair, store=_store(root))
-    for p in problems:
-        state = "repaired" if repair and p.repairable else ("repairable" if p.repairable
-                                                            else "needs attention")
-        click.echo(f"{p.kind}: {p.path}: {p.message} [{state}]")
-    remaining = [p for p in problems if not (repair and p.repairable)]
-    if not problems:
-        click.echo("store is consistent")
-    if remaining:
-        sys.exit(3)
-
-
-@store.command("gc")
-@root_option
-def store_gc(root: str | None) -> None:
-    """Remove layers that no image uses, and their cached analysis results."""
-    from imgscan.api import collect_garbage
-
-    dropped = collect_garbage(store=_store(root))
-    click.echo(f"removed {len(dropped)} unused layer(s)")
-
-
 # -- mounts --------------------------------------------------------------------------------
 @main.command()
 @root_option
@@ -357,14 +295,15 @@ def mounts(root: str | None, fmt: str) -> None:
 
     store = _store(root)
     recs = list_mounts(store)
-    names = {i.id: ", ".join(i.names) for i in store.images()}
+    names = {i.id: list(i.names) for i in store.images()}
     if fmt == "json":
-        click.echo(json.dumps([asdict(r) | {"names": names.get(r.image_id, "")}
+        click.echo(json.dumps([asdict(r) | {"names": names.get(r.image_id, [])}
                                for r in recs], indent=2))
         return
     from tabulate import tabulate
 
-    rows = [[r.image_id[7:19], names.get(r.image_id, ""), r.path, r.count, r.driver]
+    rows = [[r.image_id[7:19], ", ".join(names.get(r.image_id, [])), r.path, r.count,
+             r.driver]
             for r in recs]
     click.echo(tabulate(rows, headers=["IMAGE ID", "NAMES", "PATH", "COUNT", "DRIVER"]))
 
@@ -375,6 +314,7 @@ def mounts(root: str | None, fmt: str) -> None:
 @platform_option
 @registry_options
 @scan_options
+@limit_options
 @click.option("--all", "scan_all", is_flag=True,
               help="Scan every image in the store (an audit): one report per image in "
               "--output-dir, and a summary table.")
@@ -428,11 +368,15 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
     if scan_all:
         sys.exit(_scan_all(root, output_dir, kw))
     assert image is not None
+    from imgscan.api import is_transport_ref
     from imgscan.api import scan as do_scan
 
     gate, plan = _gate_setup(kw)
     source_opts = _source_opts(image, kw)
-    report = do_scan(image, store=None if image.startswith("dir:") else _store(root),
+    store = None if image.startswith("dir:") else \
+        _store(root, kw.pop("max_layer_size"), kw.pop("max_entries"),
+               create=is_transport_ref(image))
+    report = do_scan(image, store=store,
                      analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
                      jobs=kw["jobs"], options=_scan_options(kw), keep=keep,
                      cache=_shared_cache(cache_url), **vulns, **source_opts)
@@ -466,7 +410,8 @@ def _scan_all(root: str | None, output_dir: str | None, kw: dict[str, Any]) -> i
     rows = [[e.label, e.short_id, "-", "error: " + e.error[:40], "-"] if e.error else
             [e.label, e.short_id, e.packages,
              " ".join(f"{k}:{n}" for k, n in e.counts.items() if n) or "none",
-             "FAIL" if e.failed_gate else "pass"] for e in result.entries]
+             ("FAIL" if e.failed_gate else "pass") if gate.judges else "—"]
+            for e in result.entries]
     click.echo(tabulate(rows, headers=["IMAGE", "ID", "PACKAGES", "FINDINGS", "GATE"]))
     click.echo(f"reports in {os.path.abspath(result.output_dir)}")
     return result.exit_code
@@ -486,7 +431,7 @@ def _scan_atomic(scanin: str, scanout: str, kw: dict[str, Any]) -> int:
 
 
 main.add_command(db)
-for _command in (analyzers_cmd, rules, tags, serve, worker, audit):
+for _command in (analyzers_cmd, rules, tags, tag, rmi, store, serve, worker, audit):
     main.add_command(_command)
 
 

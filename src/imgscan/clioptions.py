@@ -38,6 +38,22 @@ def fail(message: str, code: int = 3) -> NoReturn:
 class ImgscanGroup(click.Group):
     """Turns library errors into one-line messages and exit codes, in one place."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's own usage errors in imgscan's form (``imgscan: error: …``, exit 2)."""
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            hint = f"\nTry '{e.ctx.command_path} --help' for help." if e.ctx else ""
+            fail(e.format_message() + hint, e.exit_code)
+        except click.ClickException as e:
+            fail(e.format_message(), e.exit_code)
+        except click.exceptions.Abort:
+            fail("aborted", 1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -113,11 +129,13 @@ def _source_opts(ref: str, kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The caps on one layer (decompression bombs, entry floods), shown in --help."""
     f = click.option("--max-entries", type=click.IntRange(1), default=2_000_000,
                      show_default=True, help="Refuse a layer with more tar entries.")(f)
     return click.option("--max-layer-size", type=click.IntRange(1), default=64 << 30,
                         show_default=True, metavar="BYTES",
-                        help="Refuse a layer whose uncompressed tar is larger.")(f)
+                        help="Refuse a layer whose uncompressed tar is larger (64 GiB; "
+                        "runs of zeros are stored as holes and cost no disk).")(f)
 
 
 def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -141,6 +159,9 @@ def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Table: list packages too."),
         click.option("--elf", "show_elf", is_flag=True,
                      help="Table: list per-binary ELF hardening."),
+        click.option("--wide", "-w", "wide", is_flag=True,
+                     help="Table: cut and wrap nothing (default: fit the terminal or "
+                     "$COLUMNS)."),
         click.option("--analyzers", help="Comma-separated analyzer names "
                      "(see 'imgscan analyzers'; default all)."),
         click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False,
@@ -195,7 +216,7 @@ def _gate_setup(kw: dict[str, Any],
 def _writer_options(kw: dict[str, Any]) -> WriterOptions:
     from imgscan.api import WriterOptions
 
-    return WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"])
+    return WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"], wide=kw["wide"])
 
 
 def _judge(report: Report, gate: GateConfig, plan: list[OutputSpec], kw: dict[str, Any]) -> int:
@@ -209,19 +230,25 @@ def _judge(report: Report, gate: GateConfig, plan: list[OutputSpec], kw: dict[st
 
 
 def _store(root: str | None, max_layer_size: int | None = None,
-           max_entries: int | None = None) -> Store:
+           max_entries: int | None = None, create: bool = False) -> Store:
+    """The store. Only commands that import (pull, scan of a reference) create one at a
+    --root or $IMGSCAN_ROOT that does not exist: elsewhere that is a typo, not a new store.
+    The default location is made on first use whatever the command."""
     from imgscan.api import open_store
 
-    return open_store(root, max_layer_size=max_layer_size, max_entries=max_entries)
+    return open_store(root, max_layer_size=max_layer_size, max_entries=max_entries,
+                      create=create or root is None)
 
 
 def _human(n: int) -> str:
+    """Sizes in one unit system everywhere: the reports' binary units (KiB, MiB, GiB;
+    reports.common.human_size, not imported here: the command line imports no writer)."""
     size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return str(n)
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
 
 
 def _tell_verdicts(result: AuditResult, gate: GateConfig) -> None:

@@ -41,7 +41,7 @@ class StoreError(ImgscanError):
 
 
 class ImageInUseError(StoreError):
-    """An image cannot be removed because it is mounted."""
+    """An image cannot be removed because it is mounted or a process is reading it."""
 
 
 class MountError(ImgscanError):

@@ -31,10 +31,14 @@ def remove_images(store: Store, refs: Iterable[str], force: bool = False) -> lis
         if rec is None:
             return
         if not force:
+            # one umount only decrements a count above one: say what really frees it
+            how = (f"'imgscan umount {rec.path}'" if rec.count == 1 else
+                   f"'imgscan umount --force {rec.path}' (it is mounted {rec.count} "
+                   "times; a plain umount only lowers the count)")
             raise ImageInUseError(
                 f"image {img.short_id} ({', '.join(img.names) or 'no name'}) is "
-                f"mounted at {rec.path} (mount count {rec.count}); run "
-                f"'imgscan umount {rec.path}' first, or use --force"
+                f"mounted at {rec.path} (mount count {rec.count}); run {how} first, "
+                "or use --force"
             )
         mounts.unmount_locked(img.id, force=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,18 @@ class Severity(str, enum.Enum):
             raise ValueError(f"unknown severity {text!r} (one of {names})") from None
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def printable_name(name: str) -> str:
+    """A file name as reports show it. Names in a layer tar are bytes; imgscan carries them as
+    UTF-8 with ``surrogateescape``, so a byte that is not UTF-8 is a lone surrogate, which no
+    encoder (JSON, XML, a terminal) accepts. Each becomes the visible escape ``\\xNN``."""
+    if name.isascii():
+        return name
+    return _UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", name)
+
+
 _RANK = {Severity.INFO: 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3,
          Severity.CRITICAL: 4}
 
@@ -76,7 +89,9 @@ class Location:
     """Where a finding is. ``path`` is absolute in the image (``/etc/shadow``); findings from
     the image config have ``config_key`` (``Env[3]``, ``Labels.foo``, ``history[2]``) instead.
     ``hidden_by`` is set when a later layer deleted or replaced the file: it is still in the
-    image tarball and readable by anyone who pulls it."""
+    image tarball and readable by anyone who pulls it. ``paths`` lists every path that reaches
+    the same file when it has hard links (``path`` first): one file is one finding, however
+    many names it has; empty (and left out of JSON) for a file with one name."""
 
     path: str = ""
     line: int | None = None
@@ -84,6 +99,12 @@ class Location:
     layer: LayerRef | None = None
     hidden_by: LayerRef | None = None
     config_key: str = ""
+    paths: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", printable_name(self.path))
+        if self.paths:
+            object.__setattr__(self, "paths", tuple(printable_name(p) for p in self.paths))
 
 
 @dataclass(frozen=True)
@@ -108,7 +129,8 @@ class Finding:
         key = "\0".join(
             [self.rule_id, loc.path, loc.config_key, self.evidence_fingerprint()]
         )
-        return dataclasses.replace(self, id=hashlib.sha256(key.encode()).hexdigest()[:16])
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+        return dataclasses.replace(self, id=digest[:16])
 
     def evidence_fingerprint(self) -> str:
         fp = self.properties.get("fingerprint") if self.properties else None
@@ -138,6 +160,11 @@ class Package:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     files: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not all(loc.isascii() for loc in self.locations):
+            object.__setattr__(self, "locations",
+                               tuple(printable_name(loc) for loc in self.locations))
+
     @property
     def key(self) -> tuple[str, str, str, str]:
         """What makes two records the same installed package in one database."""
@@ -163,6 +190,10 @@ class ScanWarning:
     path: str = ""
     analyzer: str = ""
     layer: LayerRef | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", printable_name(self.path))
+        object.__setattr__(self, "message", printable_name(self.message))
 
 
 @dataclass(frozen=True)
@@ -229,6 +260,12 @@ class Report:
     created: str = ""
     schema_version: str = SCHEMA_VERSION
 
+    def __post_init__(self) -> None:
+        for rows in self.facts.values():  # fact rows name files too
+            for row in rows:
+                if isinstance(row.get("path"), str):
+                    row["path"] = printable_name(row["path"])
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = to_jsonable(self)  # a dataclass becomes a dict
         return out
@@ -244,6 +281,8 @@ def to_jsonable(value: object, keep_files: bool = False) -> Any:
         for f in dataclasses.fields(value):
             if f.name == "files" and isinstance(value, Package) and not keep_files:
                 continue
+            if f.name == "paths" and isinstance(value, Location) and not value.paths:
+                continue  # the 1.0.0 shape for a file with one name
             out[f.name] = to_jsonable(getattr(value, f.name), keep_files)
         return out
     if isinstance(value, enum.Enum):
@@ -265,6 +304,7 @@ def finding_from_dict(d: Mapping[str, Any]) -> Finding:
     loc = dict(d.get("location") or {})
     loc["layer"] = layer_from_dict(loc.get("layer"))
     loc["hidden_by"] = layer_from_dict(loc.get("hidden_by"))
+    loc["paths"] = tuple(loc.get("paths") or ())
     return Finding(
         rule_id=d["rule_id"],
         severity=Severity(d["severity"]),

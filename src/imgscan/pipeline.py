@@ -115,6 +115,7 @@ def audit(store: Store | None = None, *, root: str | None = None,
     from imgscan.progress import Progress
     from imgscan.reports.common import severity_counts
     from imgscan.scan import Scanner
+    from imgscan.store.leases import leased
     from imgscan.store.store import Store
 
     gate = gate or GateConfig()
@@ -131,7 +132,8 @@ def audit(store: Store | None = None, *, root: str | None = None,
         for img in images:
             label = img.names[0] if img.names else img.short_id
             try:
-                report = Scanner(analyzers, options, jobs=jobs).scan_image(store, img)
+                with leased(store, img.id) as img:
+                    report = Scanner(analyzers, options, jobs=jobs).scan_image(store, img)
             except AnalyzerError:
                 raise  # a broken plugin breaks every image alike: stop and say so
             except ImgscanError as e:

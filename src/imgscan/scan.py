@@ -258,15 +258,18 @@ class Scanner:
         # streamed: a directory of a million files is never held as a list
         layer = _Layer(LayerRef(0, "", "rootfs directory"), root, [])
         dispatcher = Dispatcher(self.file_analyzers, self.options, self.jobs)
+        from imgscan.progress import Progress
+
         try:
-            layer.results = dispatcher.run(root, None, (e.info for e in view.entries()))
+            with Progress(f"scanning dir:{path}", 0, unit="files") as bar:
+                layer.results = dispatcher.run(root, None, _counted(view.entries(), bar))
         finally:
             dispatcher.close()
         self._add_calls(dispatcher)
         t1 = time.monotonic()
         visible = {p: 0 for by_path in layer.results.values() for p in by_path}
         report = self._assemble(view, [layer], {}, t0, t1, attribute=False, visible=visible)
-        report.image = ImageSummary(name=f"dir:{path}", source="dir")
+        report.image = ImageSummary(name=f"dir:{root}", source="dir")  # absolute
         return report
 
     def scan_config_only(self, image: Any) -> Report:
@@ -357,7 +360,8 @@ class Scanner:
             merged.findings = [replace(f, location=replace(f.location, layer=None,
                                                            hidden_by=None))
                                for f in merged.findings]
-        findings = _dedupe([f.with_id() for f in merged.findings])
+        findings = _dedupe([f.with_id() for f in _fold_links(merged.findings, layers,
+                                                             visible)])
         t3 = time.monotonic()
         return Report(
             tool={
@@ -421,6 +425,13 @@ class Scanner:
         return None
 
 
+def _counted(entries: Any, bar: Any) -> Any:
+    """The entries' FileInfos, counted on the progress line as they stream past."""
+    for e in entries:
+        bar.done += 1
+        yield e.info
+
+
 def _refine(facts: dict[str, list[dict[str, Any]]], update: str, target: str) -> None:
     """Merge the rows of table ``update`` into table ``target`` by path; drop ``update``."""
     rows = facts.pop(update, None)
@@ -442,6 +453,15 @@ def _place(f: Finding, layer: LayerRef | None, hidden_by: LayerRef | None) -> Fi
         path=loc.path, line=loc.line, column=loc.column,
         layer=loc.layer or layer, hidden_by=loc.hidden_by or hidden_by,
         config_key=loc.config_key))
+
+
+def _fold_links(findings: Sequence[Finding], layers: Sequence[_Layer],
+                visible: dict[str, int]) -> list[Finding]:
+    """A file with hard links is one file: one finding listing every name (hardlinks.py)."""
+    from imgscan.hardlinks import fold_hard_links, link_groups
+
+    return fold_hard_links(findings, {lay.ref.index: link_groups(lay.entries)
+                                      for lay in layers}, visible)
 
 
 def _dedupe(findings: Sequence[Finding]) -> list[Finding]:

@@ -12,7 +12,9 @@ Rule ids (stable) and severities:
   modify (world-writable, group-writable with a non-root group, or owned by a non-root user
   and owner-writable): whoever can write it runs code as its owner or group.
 * ``perm/setuid-unowned`` -- high: setuid/setgid and no package owns it (added by hand or
-  by a build step; nobody tracks its updates).
+  by a build step; nobody tracks its updates). Medium, titled "no package database found",
+  for a ``dir:`` tree (no image config) with no package file lists at all: a tree copied
+  out of a system may simply lack the database, and claiming "not owned" would be wrong.
 * ``perm/setuid-owned`` -- low: setuid/setgid, shipped by a package (expected, listed for
   inventory; the package's own vulnerabilities are what matter).
 * ``perm/setuid-hidden`` -- info: a setuid/setgid file that a later layer deleted or
@@ -67,6 +69,10 @@ class OwnerIndex:
             for f in pkg.files:
                 self._by_path.setdefault("/" + f.strip("/"), pkg)
 
+    def __bool__(self) -> bool:
+        """False when no package listed its files: ownership is unknown, not absent."""
+        return bool(self._by_path)
+
     def owner(self, relpath: str) -> Package | None:
         for cand in self._aliases(relpath):
             pkg = self._by_path.get("/" + cand)
@@ -118,6 +124,7 @@ class PermissionsAnalyzer(PostAnalyzer):
         self._res = AnalysisResult()
         self._owners = OwnerIndex(packages)
         self._os = os
+        self._image = bool(view.config)  # a dir: tree has no config
         self._users = _id_names(view, "etc/passwd")
         self._groups = _id_names(view, "etc/group")
         for entry in view.entries():
@@ -200,6 +207,9 @@ class PermissionsAnalyzer(PostAnalyzer):
         elif writable:
             self._add("perm/setuid-writable", Severity.CRITICAL,
                       f"{what} file writable by a non-root user", entry, evidence, pkg)
+        elif pkg is None and not self._owners and not self._image:
+            self._add("perm/setuid-unowned", Severity.MEDIUM,
+                      f"{what} file; no package database found", entry, evidence)
         elif pkg is None:
             self._add("perm/setuid-unowned", Severity.HIGH,
                       f"{what} file not owned by any package", entry, evidence)

@@ -73,5 +73,7 @@ def parse_fail_on(text: str | None) -> Severity | None:
         return None
     try:
         return Severity.parse(text.strip())
-    except ValueError as e:
-        raise UsageError(f"--fail-on: {e}") from None
+    except ValueError:
+        names = ", ".join(s.value for s in Severity)
+        raise UsageError(f"--fail-on: unknown severity {text!r} (one of {names}, or none)") \
+            from None

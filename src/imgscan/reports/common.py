@@ -63,9 +63,12 @@ def layer_label(layer: LayerRef | None, hidden_by: LayerRef | None = None) -> st
 
 
 def location_text(f: Finding) -> str:
+    """``/path:line``, with ``(+N paths)`` for a file that has N more hard-linked names."""
     loc = f.location
     if loc.path:
-        return f"{loc.path}:{loc.line}" if loc.line else loc.path
+        text = f"{loc.path}:{loc.line}" if loc.line else loc.path
+        more = len(loc.paths) - 1
+        return f"{text} (+{more} path{'s' if more > 1 else ''})" if more > 0 else text
     if loc.config_key:
         return f"config:{loc.config_key}"
     return ""

@@ -32,6 +32,9 @@ class WriterOptions:
 
     packages: bool = False
     elf: bool = False
+    #: the table's width (None: ``COLUMNS``, else the terminal's); ``wide``: cut nothing
+    width: int | None = None
+    wide: bool = False
 
 
 class Writer(abc.ABC):

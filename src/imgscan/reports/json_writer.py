@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from imgscan.model import Package, Report
+from imgscan.model import Location, Package, Report
 from imgscan.reports.common import canonical
 from imgscan.reports.interface import Writer
 
@@ -111,6 +111,8 @@ def _plain(value: Any) -> Any:
             return value.hex()
         else:
             raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    if isinstance(value, Location) and not value.paths:  # the 1.0.0 shape: one name
+        return {n: getattr(value, n) for n in names if n != "paths"}
     return {n: getattr(value, n) for n in names}
 
 

@@ -95,13 +95,16 @@ def _vuln_rule(f: Finding, help_text: str, full: str) -> dict[str, Any]:
 def _location(f: Finding) -> list[dict[str, Any]]:
     loc = f.location
     if loc.path:
-        physical: dict[str, Any] = {"artifactLocation": {"uri": uri_for(loc.path)}}
-        if loc.line:
-            region: dict[str, Any] = {"startLine": loc.line}
-            if loc.column:
-                region["startColumn"] = loc.column
-            physical["region"] = region
-        return [{"physicalLocation": physical}]
+        out = []
+        for path in loc.paths or (loc.path,):  # hard links: every name of the one file
+            physical: dict[str, Any] = {"artifactLocation": {"uri": uri_for(path)}}
+            if loc.line:
+                region: dict[str, Any] = {"startLine": loc.line}
+                if loc.column:
+                    region["startColumn"] = loc.column
+                physical["region"] = region
+            out.append({"physicalLocation": physical})
+        return out
     if loc.config_key:
         return [{"logicalLocations": [{"name": loc.config_key,
                                         "fullyQualifiedName": f"config.{loc.config_key}",

@@ -22,7 +22,6 @@ import base64
 import contextlib
 import json
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -63,10 +62,14 @@ class StoreCore:
     """A store of images at ``root``. Safe to use from any number of processes at once."""
 
     def __init__(self, root: str | None = None, *, limits: ExtractLimits | None = None,
-                 jobs: int | None = None) -> None:
+                 jobs: int | None = None, create: bool = True) -> None:
         self.root = os.path.abspath(root or default_root())
         self.limits = limits or ExtractLimits()
         self.jobs = jobs or min(4, os.cpu_count() or 1)
+        if not create and not os.path.isdir(self.root):
+            # a read-only command on a mistyped --root must not make a new, empty store
+            raise StoreError(f"no store at {self.root}: nothing was pulled there (check "
+                             "--root and $IMGSCAN_ROOT, or 'imgscan pull' an image first)")
         try:
             for d in ("layers", "l", "images", "staging", "trash", "cache", "run"):
                 os.makedirs(os.path.join(self.root, d), exist_ok=True)
@@ -218,21 +221,34 @@ def read_file(path: str) -> bytes:
 
 
 def rmtree(path: str) -> None:
-    """Remove a tree even where the image made directories read-only."""
-
-    def onerror(func: Any, p: str, exc: Any) -> None:
-        parent = os.path.dirname(p)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, stat.S_IRWXU)
-        with contextlib.suppress(OSError):
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, stat.S_IRWXU)
-                shutil.rmtree(p, onerror=onerror)
-            else:
-                os.unlink(p)
-
-    if os.path.lexists(path):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=onerror)
-        else:
+    """Remove a tree even where the image made directories read-only, and however deep it
+    is (a layer may nest thousands of directories; shutil.rmtree recurses once per level
+    and ends in RecursionError)."""
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+        return
+    # several processes may empty the trash at once: what another removed is not an error
+    stack: list[tuple[str, bool]] = [(path, False)]
+    while stack:
+        p, emptied = stack.pop()
+        if emptied:
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(p)
+            continue
+        with contextlib.suppress(OSError):
+            os.chmod(p, stat.S_IRWXU)  # a read-only directory of the image
+        stack.append((p, True))
+        try:
+            it = os.scandir(p)
+        except FileNotFoundError:
+            continue
+        with it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, False))
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)

@@ -103,15 +103,28 @@ class _Extractor:
 
     def dir_fd(self, relpath: str, create: bool) -> int:
         """A descriptor of directory ``relpath`` inside dest, made (0700 for now) if missing;
-        refuses to pass through a symlink or a non-directory."""
+        refuses to pass through a symlink or a non-directory. Iterative from the deepest
+        cached ancestor: a path thousands of directories deep must not exhaust the stack."""
         if not relpath:
             return self.root_fd
         cached = self._fd_cache.get(relpath)
         if cached is not None:
             self._fd_cache.move_to_end(relpath)
             return cached
-        parent, _, name = relpath.rpartition("/")
-        pfd = self.dir_fd(parent, create)
+        parts = relpath.split("/")
+        start, pfd = 0, self.root_fd
+        for i in range(len(parts) - 1, 0, -1):
+            anc = self._fd_cache.get("/".join(parts[:i]))
+            if anc is not None:
+                start, pfd = i, anc
+                break
+        for i in range(start, len(parts)):
+            sub = "/".join(parts[: i + 1])
+            pfd = self._open_child(pfd, parts[i], sub, create)
+        return pfd
+
+    def _open_child(self, pfd: int, name: str, relpath: str, create: bool) -> int:
+        """Open (or make) directory ``name`` under ``pfd`` and cache it as ``relpath``."""
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
         except FileNotFoundError:
@@ -366,15 +379,29 @@ def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
     return out
 
 
+_SPARSE_BLOCK = 1 << 16
+_ZEROS = bytes(_SPARSE_BLOCK)
+
+
 def _copy(src: IO[bytes], fd: int) -> None:
+    """Copy a member's bytes, leaving runs of zeros as holes: a small compressed layer may
+    inflate to gigabytes of zeros, which must not cost gigabytes of disk."""
+    size = 0
     while True:
         chunk = src.read(_COPY_CHUNK)
         if not chunk:
-            return
+            break
         view = memoryview(chunk)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        for off in range(0, len(view), _SPARSE_BLOCK):
+            block = view[off:off + _SPARSE_BLOCK]
+            if block == _ZEROS[:len(block)]:
+                os.lseek(fd, len(block), os.SEEK_CUR)
+                continue
+            while block:
+                n = os.write(fd, block)
+                block = block[n:]
+        size += len(chunk)
+    os.ftruncate(fd, size)  # a file that ends in a hole still has its full length
 
 
 def _rmtree_at(pfd: int, name: str) -> None:
@@ -411,7 +438,8 @@ def extract_layer(stream: BinaryIO, dest: str, limits: ExtractLimits | None = No
                 return ExtractResult([], "chardev" if as_root else "wh-files")
             raise ImageError(f"layer is not a valid tar archive: {e}") from None
         with tar:
-            for member in tar:
+            while (member := tar.next()) is not None:
+                tar.members.clear()  # type: ignore[attr-defined]  # the index is enough
                 count += 1
                 if count > limits.max_entries:
                     raise UnsafeLayerError(

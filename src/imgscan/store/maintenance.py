@@ -11,7 +11,9 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable
 
+from imgscan.errors import ImageInUseError
 from imgscan.images.digest import hex_of
+from imgscan.store import leases
 from imgscan.store.core import StoreCore, rmtree
 from imgscan.store.lock import is_abandoned
 from imgscan.store.records import ImageRecord, LayerRecord, Problem, resolve_image
@@ -25,8 +27,27 @@ ExtraCheck = Callable[[bool], list[Problem]]
 
 def remove(store: StoreCore, refs: Iterable[str], force: bool = False,
            guard: RemoveGuard | None = None) -> list[ImageRecord]:
-    """Remove images and the layers no other image uses; ``guard`` sees each one first."""
+    """Remove images and the layers no other image uses; ``guard`` sees each one first.
+
+    An image that a process is reading (a lease, see leases.py) is refused, naming the
+    process; with ``force`` the removal waits for the readers to finish, outside the lock
+    they may need, and looks again."""
     refs = list(refs)
+    while True:
+        targets, readers = _try_remove(store, refs, force, guard)
+        if not readers:
+            break
+        for holder in readers:
+            leases.wait_for(holder)
+    store.empty_trash()
+    drop_stale_cache(store)
+    return targets
+
+
+def _try_remove(store: StoreCore, refs: list[str], force: bool, guard: RemoveGuard | None,
+                ) -> tuple[list[ImageRecord], list[leases.LeaseHolder]]:
+    """One attempt under the exclusive lock: the removed images, or (with ``force``) the
+    leases to wait for before trying again."""
     with store.lock.exclusive():
         meta = store.meta()
         targets: list[ImageRecord] = []
@@ -34,6 +55,11 @@ def remove(store: StoreCore, refs: Iterable[str], force: bool = False,
             img = resolve_image(meta, ref)
             if img not in targets:
                 targets.append(img)
+        busy = [(img, h) for img in targets for h in leases.holders(store, img.id)]
+        if busy and force and all(h.pid != os.getpid() for _, h in busy):
+            return [], [h for _, h in busy]
+        if busy:
+            raise ImageInUseError(_in_use_message(busy))
         if guard is not None:
             for img in targets:
                 guard(img, force)
@@ -49,9 +75,16 @@ def remove(store: StoreCore, refs: Iterable[str], force: bool = False,
         for img in targets:
             with contextlib.suppress(FileNotFoundError):
                 store.to_trash(store.image_dir(img.id))
-    store.empty_trash()
-    drop_stale_cache(store)
-    return targets
+    return targets, []
+
+
+def _in_use_message(busy: list[tuple[ImageRecord, leases.LeaseHolder]]) -> str:
+    img = busy[0][0]
+    readers = ", ".join(h.describe() for _, h in busy)
+    what = "it finishes" if len(busy) == 1 else "they finish"
+    return (f"image {img.short_id} ({', '.join(img.names) or 'no name'}) is in use by "
+            f"{readers}; wait until {what}, or use --force to wait for "
+            f"{'it' if len(busy) == 1 else 'them'} and then remove")
 
 
 def _drop_layer_files(store: StoreCore, chain: str, rec: LayerRecord) -> None:

@@ -8,6 +8,7 @@ mount records can share them without importing one another.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -130,7 +131,7 @@ def resolve_image(meta: StoreMeta, ref: str) -> ImageRecord:
     manifest digest."""
     if not ref:
         raise BadReferenceError("empty image reference")
-    for candidate in (ref, normalize_name(ref) if "@" not in ref else ref):
+    for candidate in _candidates(ref):
         for img in meta.images.values():
             if candidate in img.names:
                 return img
@@ -146,7 +147,42 @@ def resolve_image(meta: StoreMeta, ref: str) -> ImageRecord:
     for img in meta.images.values():
         if ref == img.manifest_digest:
             return img
-    raise BadReferenceError(f"no image {ref!r} in the store (see 'imgscan images')")
+    raise BadReferenceError(f"no image {ref!r} in the store; {_next_step(ref)}")
+
+
+def has_domain(name: str) -> bool:
+    """Does ``name`` start with a registry (``quay.io/…``, ``localhost:5000/…``)? The rule
+    podman and docker share: a first component with a dot or a port, or ``localhost``."""
+    first, sep, _ = name.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+def _candidates(ref: str) -> list[str]:
+    """The names a reference may mean, as podman resolves a short name against local
+    images: as given, with ``:latest``, then under ``localhost/`` (where imgscan and podman
+    put images without a registry) and Docker Hub's ``docker.io/library/``."""
+    if "@" in ref:
+        return [ref]
+    full = normalize_name(ref)
+    out = [ref, full]
+    if not has_domain(ref):
+        out += [f"localhost/{full}", f"docker.io/{full}"]
+        if "/" not in ref:
+            out.append(f"docker.io/library/{full}")
+    return out
+
+
+def _next_step(ref: str) -> str:
+    """What the user probably meant, for the not-found message."""
+    if os.path.isfile(os.path.join(ref, "index.json")):
+        return f"to read the OCI layout there, use oci:{ref}"
+    if os.path.isdir(ref):
+        return f"to scan the directory, use dir:{ref}"
+    if os.path.isfile(ref):
+        return f"for an archive, use docker-archive:{ref} or oci-archive:{ref}"
+    if has_domain(ref):
+        return f"to read it from the registry, use docker://{ref}"
+    return "see 'imgscan images', or pull it first"
 
 
 def with_names(img: ImageRecord, names: list[str]) -> ImageRecord:

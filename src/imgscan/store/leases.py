@@ -1,0 +1,148 @@
+"""Leases: the store's record of who is reading an image right now, so ``rmi`` cannot pull
+its layers away mid-read.
+
+A mount already holds its image (mount records); a scan, an export or anything else that
+reads an image's layers from the store holds a *lease* for as long as it reads. A lease is a
+file ``run/leases/<image-hex>.<pid>.<random>`` holding the reader's pid and purpose, with a
+``flock`` on it for the lease's lifetime. ``flock`` (not ``lockf``) on purpose: it belongs to
+the open file, so a lease in this process is seen as held by a removal in this same process,
+and closing another descriptor of the file does not drop it. The kernel releases the lock
+when the reader dies however it dies, so a lease file nobody locks is stale and is swept, as
+stale mount records are.
+
+The lease is taken under the store's shared lock, in the same critical section as the lookup
+of the image; removal checks leases under the exclusive lock. So a reader either holds a
+lease before a removal looks (and the removal is refused, or waits with ``--force``), or
+looks the image up after the removal (and never starts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from imgscan.images.digest import hex_of
+
+if TYPE_CHECKING:
+    from imgscan.store.core import StoreCore
+    from imgscan.store.records import ImageRecord
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """A live lease: which process reads the image, why, and since when."""
+
+    path: str
+    pid: int
+    purpose: str
+    since: float
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({self.purpose})"
+
+
+class Lease:
+    """A held lease; ``release()`` (or the process's death) ends it."""
+
+    def __init__(self, store: StoreCore, image_id: str, purpose: str) -> None:
+        d = leases_dir(store)
+        os.makedirs(d, exist_ok=True)
+        self.path = os.path.join(d, f"{hex_of(image_id)}.{os.getpid()}.{secrets.token_hex(4)}")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        record = {"pid": os.getpid(), "purpose": purpose, "since": time.time()}
+        os.write(self.fd, json.dumps(record).encode())
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            os.close(self.fd)
+            self.fd = -1
+
+
+def leases_dir(store: StoreCore) -> str:
+    return store.path("run", "leases")
+
+
+@contextlib.contextmanager
+def leased(store: StoreCore, ref: str, purpose: str = "scan") -> Iterator[ImageRecord]:
+    """Look ``ref`` up and hold a lease on the image while the block reads it. Lookup and
+    lease are one step under the shared lock, so a removal cannot slip between them."""
+    with store.lock.shared():
+        image = store.lookup(ref)
+        try:
+            lease: Lease | None = Lease(store, image.id, purpose)
+        except PermissionError:
+            # another user's store, read-only for us: we cannot record a lease, and the
+            # owner's rmi cannot see us (as with podman, the owner's store is the owner's)
+            lease = None
+    try:
+        yield image
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def holders(store: StoreCore, image_id: str) -> list[LeaseHolder]:
+    """The live leases on an image; stale lease files (their process died) are removed."""
+    d = leases_dir(store)
+    try:
+        names = sorted(os.listdir(d))
+    except FileNotFoundError:
+        return []
+    prefix = hex_of(image_id) + "."
+    out = []
+    for name in names:
+        if name.startswith(prefix):
+            holder = _probe(os.path.join(d, name))
+            if holder is not None:
+                out.append(holder)
+    return out
+
+
+def _probe(path: str) -> LeaseHolder | None:
+    """The holder of the lease file at ``path``, or None when nobody holds it (then the file
+    is a leftover of a dead process, or a lease released just now, and is removed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            pass  # held: a live reader
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return None
+        try:
+            doc = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except ValueError:
+            doc = {}
+        pid = doc.get("pid") or int(os.path.basename(path).split(".")[1])
+        return LeaseHolder(path, int(pid), str(doc.get("purpose", "reading")),
+                           float(doc.get("since", 0)))
+    finally:
+        os.close(fd)
+
+
+def wait_for(holder: LeaseHolder) -> None:
+    """Block until ``holder``'s lease ends (call without the store's lock: the reader may
+    need the shared lock to finish)."""
+    try:
+        fd = os.open(holder.path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)
