@@ -90,7 +90,7 @@ def scan_overhead(root: str, image: str, db: str, runs: int = 5) -> None:
     the first of each), through the library the CLI calls."""
     import statistics
 
-    from imgscan.api import scan  # not imgscan.scan: the submodule shadows it once imported
+    from imgscan import scan
 
     def timed(**kw: object) -> float:
         scan(image, root=root, **kw)  # warm the layer cache for these options

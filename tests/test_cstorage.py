@@ -21,7 +21,7 @@ from imgscan.cstorage.store import ContainersStorage
 from imgscan.errors import BadReferenceError, ImageError, MountError, StoreError, UsageError
 from imgscan.images.archive import open_docker_archive
 from imgscan.mount.overlay import mounted_paths
-from imgscan.scan import Scanner
+from imgscan.scanner import Scanner
 from imgscan.store.layerindex import load_index
 from imgscan.store.store import Store
 

@@ -21,7 +21,7 @@ from imgscan import api
 from imgscan.cli import main
 from imgscan.images.docker_daemon import Engine
 from imgscan.mount.overlay import mounted_paths, unmount
-from imgscan.scan import Scanner
+from imgscan.scanner import Scanner
 from imgscan.store.store import Store
 
 pytestmark = pytest.mark.skipif(shutil.which("dockerd") is None or os.geteuid() != 0,

@@ -276,7 +276,7 @@ def test_mount_command_imports_no_analyzers_or_writers(image):
                if line.startswith("import time:")]
     assert "imgscan.mount.mounts" in modules
     heavy = [m for m in modules if m.startswith(("imgscan.analyzers.", "imgscan.reports",
-                                                 "imgscan.scan", "elftools", "jsonschema",
+                                                 "imgscan.scanner", "elftools", "jsonschema",
                                                  "tabulate", "zstandard", "urllib3"))]
     assert heavy == []
     imgscan("umount", name, root=root)

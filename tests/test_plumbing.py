@@ -58,7 +58,7 @@ def test_loading_one_writer_imports_no_other() -> None:
 
 
 def test_the_scanner_names_no_plugin_and_no_module_imports_the_package_root() -> None:
-    text = (SRC / "scan.py").read_text(encoding="utf-8")
+    text = (SRC / "scanner.py").read_text(encoding="utf-8")
     for plugin in ("os-release", "osrelease", "elf-fortify", "ALWAYS", "FACT_UPDATES"):
         assert plugin not in text
     for path in SRC.rglob("*.py"):
@@ -66,3 +66,17 @@ def test_the_scanner_names_no_plugin_and_no_module_imports_the_package_root() ->
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module == "imgscan":
                 assert "__version__" not in {a.name for a in node.names}, path
+
+
+def test_imgscan_scan_stays_the_function_after_a_scan(tmp_path: Path) -> None:
+    """The scanner module is not named ``scan``: importing it must not replace the package's
+    ``imgscan.scan`` function with a module (it did, so a library's second scan failed)."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "os-release").write_text("ID=debian\nVERSION_ID=12\n")
+    code = ("import imgscan\n"
+            f"a = imgscan.scan('dir:{tmp_path}', analyzers=['os-release'])\n"
+            f"b = imgscan.scan('dir:{tmp_path}', analyzers=['os-release'])\n"
+            "print(callable(imgscan.scan), a.os.id, b.os.id)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "debian", "debian"]

@@ -14,7 +14,7 @@ import pytest
 from imagebuild import WH, D, F, L, Layer, layer_tar
 from imgscan.analyzers.interface import ScanOptions
 from imgscan.reports import validate_report
-from imgscan.scan import Scanner
+from imgscan.scanner import Scanner
 
 
 def status_paragraph(name: str, version: str, status: str = "install ok installed") -> str:

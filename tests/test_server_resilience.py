@@ -19,7 +19,7 @@ import registry_fixtures as rf
 import server_fixtures as sf
 from clihelp import imgscan
 from imgscan.api import open_store
-from imgscan.scan import Scanner
+from imgscan.scanner import Scanner
 from imgscan.server.audit import audit_registry
 from imgscan.server.cache import ANALYZED, RedisLayerCache
 from imgscan.server.jobs import JobStore

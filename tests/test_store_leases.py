@@ -97,7 +97,7 @@ WORKER = textwrap.dedent('''
     import json, random, sys, time
     from imgscan.api import pull, scan
     from imgscan.errors import ImgscanError, ImageInUseError, BadReferenceError
-    from imgscan.scan import Scanner
+    from imgscan.scanner import Scanner
     from imgscan.store.store import Store
 
     def slow_scan(self, store, image, _scan=Scanner.scan_image):

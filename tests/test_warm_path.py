@@ -74,7 +74,7 @@ def _imports(*args: str) -> set[str]:
 
 
 HEAVY_EVERYWHERE = {"jsonschema", "imgscan.reports.json_writer", "imgscan.reports.html"}
-NOT_FOR_MOUNT = {"imgscan.analyzers.registry", "imgscan.scan", "imgscan.secrets",
+NOT_FOR_MOUNT = {"imgscan.analyzers.registry", "imgscan.scanner", "imgscan.secrets",
                  "imgscan.images.registry", "imgscan.analyzers.dispatch", "click.shell_completion",
                  "imgscan.reports.interface", "concurrent.futures.process", "importlib.metadata"}
 
@@ -97,11 +97,11 @@ def test_a_warm_scan_imports_no_jsonschema(tmp_path):
                 os.devnull]
     _imports(*env_args)
     mods = _imports(*env_args)
-    assert "imgscan.scan" in mods
+    assert "imgscan.scanner" in mods
     assert not mods & HEAVY_EVERYWHERE - {"imgscan.reports.json_writer"}
     assert "imgscan.images.registry" not in mods  # an OCI layout needs no registry client
     images = _imports("images", "--root", root)
-    assert not images & {"jsonschema", "imgscan.scan", "imgscan.analyzers.registry"}
+    assert not images & {"jsonschema", "imgscan.scanner", "imgscan.analyzers.registry"}
 
 
 def test_layer_sources_and_streamed_dispatch_never_import_the_store():

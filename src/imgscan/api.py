@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # imported on first use: `imgscan mount` loads no analyzer an
     from imgscan.pipeline import gate_and_write as gate_and_write
     from imgscan.pipeline import plan_outputs as plan_outputs
     from imgscan.pipeline import scan_atomic as scan_atomic
-    from imgscan.scan import Scanner
+    from imgscan.scanner import Scanner
     from imgscan.store.records import ImageRecord, Problem
     from imgscan.store.store import Store
 
@@ -194,7 +194,7 @@ def scan(ref: str, root: str | None = None, analyzers: Sequence[str] | None = No
     the store's) through ``imgscan.vulns.match_report``; the database is opened before the
     image is read, so a missing one fails fast (``DatabaseError``, exit 3) and asks the Go
     analyzer for function names so that Go findings carry their reachability."""
-    from imgscan.scan import Scanner
+    from imgscan.scanner import Scanner
 
     db_path = None
     if vulns:
@@ -323,7 +323,7 @@ def vetted_pull(ref: str, store: Store, decide: Callable[[Report], int], *,
     """Pull into a quarantine inside the store, scan there, and move the image into the
     store only if ``decide(report) -> exit code`` returns 0. Returns (record or None,
     report, exit code). Whatever happens, nothing but a passing image enters the store."""
-    from imgscan.scan import Scanner
+    from imgscan.scanner import Scanner
 
     image = open_source(ref, platform, **registry_opts)
     try:
@@ -345,7 +345,7 @@ def vet_config(ref: str, analyzers: Sequence[str] | None = None,
                **registry_opts: Unpack[RegistryOptions]) -> Report:
     """A report from what the manifest and config alone tell (no layer is fetched): the
     image-wide analyzers that read the config (root user, secrets in Env and history, ...)."""
-    from imgscan.scan import Scanner
+    from imgscan.scanner import Scanner
 
     image = open_source(ref, platform, **registry_opts)
     try:

@@ -114,7 +114,7 @@ def audit(store: Store | None = None, *, root: str | None = None,
     read is an entry with an error (exit 3), and the audit goes on with the next."""
     from imgscan.progress import Progress
     from imgscan.reports.common import severity_counts
-    from imgscan.scan import Scanner
+    from imgscan.scanner import Scanner
     from imgscan.store.leases import leased
     from imgscan.store.store import Store
 
@@ -161,7 +161,7 @@ def scan_atomic(scanin: str | Path, scanout: str | Path, *, gate: GateConfig | N
     its result goes to ``<scanout>/<id>/json`` in the atomic format. A rootfs that cannot be
     scanned gets a failure document there (so atomic reports it) and exit code 3."""
     from imgscan.reports.atomic import failure_document
-    from imgscan.scan import Scanner
+    from imgscan.scanner import Scanner
 
     gate = gate or GateConfig()
     entries: list[AuditEntry] = []
