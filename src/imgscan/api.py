@@ -147,8 +147,7 @@ def pull(ref: str, root: str | None = None, platform: str | Platform | None = No
 
 
 def vulns_db_path(root: str | None = None, db: str | os.PathLike[str] | None = None) -> Path:
-    """Where the vulnerability database is: ``db`` when given, else ``<store root>/vulns/
-    osv.sqlite`` (beside the images it is matched against, one per store)."""
+    """``db`` when given, else ``<store root>/vulns/osv.sqlite``: one database per store."""
     if db is not None:
         return Path(db)
     from imgscan.store.core import default_root
@@ -158,8 +157,7 @@ def vulns_db_path(root: str | None = None, db: str | os.PathLike[str] | None = N
 
 def import_vulns(paths: Sequence[str | os.PathLike[str]], root: str | None = None,
                  db: str | os.PathLike[str] | None = None) -> Any:
-    """``imgscan db import``: OSV zip exports, directories and files into the database, in
-    one transaction; returns ``imgscan.vulns.ImportResult``."""
+    """``imgscan db import``: OSV exports into the database (``imgscan.vulns.ImportResult``)."""
     from imgscan.vulns import import_paths
 
     return import_paths(vulns_db_path(root, db), paths)
@@ -248,32 +246,9 @@ def _scan_image_ref(scanner: Scanner, ref: str, store: Store, platform: str | Pl
 def streamed_layers(image: SourceImage, names: Sequence[str] = (), limits: Any = None
                     ) -> tuple[dict[str, Any], list[Any], Any]:
     """An image from a source as the scanner takes it: config, ``BlobLayer``s, summary."""
-    from imgscan.images.interface import layer_history
-    from imgscan.layers.blob import BlobLayer
-    from imgscan.layers.interface import LayerLimits
-    from imgscan.model import ImageSummary, LayerRef
+    from imgscan.layers.blob import source_image_layers
 
-    lim = LayerLimits(limits.max_bytes, limits.max_entries, limits.max_path) if limits \
-        else LayerLimits()
-    history = layer_history(image.config)
-    layers = [BlobLayer(image, lay, LayerRef(lay.index, lay.diff_id,
-                                             history[i] if i < len(history) else ""), lim)
-              for i, lay in enumerate(image.layers)]
-    c = image.config
-    summary = ImageSummary(
-        name=names[0] if names else (image.names[0] if image.names else ""),
-        id=image.image_id,
-        digest=image.manifest_digest,
-        os=str(c.get("os") or ""),
-        architecture=str(c.get("architecture") or ""),
-        variant=str(c.get("variant") or ""),
-        created=str(c.get("created") or ""),
-        size=sum(lay.size for lay in image.layers),
-        user=str((c.get("config") or {}).get("User") or ""),
-        names=tuple(names or image.names),
-        source="image",
-    )
-    return c, layers, summary
+    return source_image_layers(image, names, limits)
 
 
 def stored_layers(store: Store, image: ImageRecord

@@ -4,6 +4,7 @@ analyzers (which read it), kept apart from both so that ``imgscan mount`` import
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -53,3 +54,18 @@ class FileInfo:
     @property
     def abspath(self) -> str:
         return "/" + self.path
+
+
+def read_xattrs(path: str) -> dict[str, bytes]:
+    """The xattrs of a file, without following symlinks; {} where unsupported."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out = {}
+    for n in names:
+        try:
+            out[n] = os.getxattr(path, n, follow_symlinks=False)
+        except OSError:
+            continue
+    return out

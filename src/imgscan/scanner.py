@@ -26,6 +26,7 @@ from imgscan.analyzers.interface import (
 )
 from imgscan.analyzers.pluginset import PluginSet
 from imgscan.analyzers.registry import LoadedPlugin
+from imgscan.merge import attach_files, fact_order, finding_order, package_order, refine_facts
 from imgscan.model import (
     AnalyzerRef,
     Finding,
@@ -339,7 +340,7 @@ class Scanner:
         os_info = self._choose_os(os_candidates)
         from imgscan.purls import package_purl
 
-        packages = _attach_files(merged.packages, merged.package_files)
+        packages = attach_files(merged.packages, merged.package_files)
         packages = [replace(p, purl=p.purl or package_purl(p, os_info)) for p in packages]
         t2 = time.monotonic()
         for post in self.post_analyzers:
@@ -355,7 +356,7 @@ class Scanner:
                 merged.facts.setdefault(k, []).extend(rows)
         for post in self.post_analyzers:
             if post.refines:
-                _refine(merged.facts, post.name, post.refines)
+                refine_facts(merged.facts, post.name, post.refines)
         if not attribute:  # a plain directory has no layers: no finding may name one
             merged.findings = [replace(f, location=replace(f.location, layer=None,
                                                            hidden_by=None))
@@ -372,10 +373,10 @@ class Scanner:
             },
             image=ImageSummary(),
             os=os_info,
-            packages=sorted(packages, key=_package_order),
-            findings=sorted(findings, key=_finding_order),
+            packages=sorted(packages, key=package_order),
+            findings=sorted(findings, key=finding_order),
             warnings=sorted(merged.warnings, key=lambda w: (w.path, w.analyzer, w.message)),
-            facts={k: sorted(v, key=_fact_order) for k, v in
+            facts={k: sorted(v, key=fact_order) for k, v in
                    sorted(merged.facts.items())},
             timings={"analyze": round(t1 - t0, 4), "merge": round(t2 - t1, 4),
                      "post": round(t3 - t2, 4), "total": round(t3 - t0, 4)},
@@ -432,19 +433,8 @@ def _counted(entries: Any, bar: Any) -> Any:
         yield e.info
 
 
-def _refine(facts: dict[str, list[dict[str, Any]]], update: str, target: str) -> None:
-    """Merge the rows of table ``update`` into table ``target`` by path; drop ``update``."""
-    rows = facts.pop(update, None)
-    if not rows or target not in facts:
-        return
-    by_path = {r.get("path"): r for r in rows}
-    facts[target] = [{**r, **by_path.get(r.get("path"), {})} for r in facts[target]]
 
 
-def _fact_order(row: dict[str, Any]) -> tuple[str, str]:
-    """Fact rows by path, then by content: two rows of one path (a setuid file and the
-    hidden one beneath it) keep one order whichever layer's worker finished first."""
-    return str(row.get("path", "")), repr(sorted(row.items(), key=lambda kv: kv[0]))
 
 
 def _place(f: Finding, layer: LayerRef | None, hidden_by: LayerRef | None) -> Finding:
@@ -479,29 +469,3 @@ def _dedupe(findings: Sequence[Finding]) -> list[Finding]:
             ).with_id().id)
         out.setdefault(f.id, f)
     return list(out.values())
-
-
-def _attach_files(packages: Sequence[Package], files: Sequence[Any]) -> list[Package]:
-    if not files:
-        return list(packages)
-    by_key: dict[tuple[str, str, str], list[str]] = {}
-    by_name: dict[tuple[str, str], list[str]] = {}
-    for pf in files:
-        by_key.setdefault((pf.type, pf.name, pf.arch), []).extend(pf.files)
-        by_name.setdefault((pf.type, pf.name), []).extend(pf.files)
-    out = []
-    for p in packages:
-        extra = by_key.get((p.type, p.name, p.arch)) or by_name.get((p.type, p.name))
-        if extra:
-            p = replace(p, files=tuple(sorted(set(p.files) | set(extra))))
-        out.append(p)
-    return out
-
-
-def _package_order(p: Package) -> tuple[Any, ...]:
-    return (p.type, p.name, p.version, p.arch, p.locations)
-
-
-def _finding_order(f: Finding) -> tuple[Any, ...]:
-    return (-f.severity.rank, f.category, f.rule_id, f.location.path,
-            f.location.config_key, f.location.line or 0, f.id)

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from imgscan.analyzers.interface import FileInfo, FileKind, ImageView, ViewEntry
 from imgscan.analyzers.safeopen import lstat_beneath, open_beneath
+from imgscan.fileinfo import read_xattrs
 from imgscan.model import LayerRef
 
 MAX_SYMLINK_HOPS = 40
@@ -55,21 +56,6 @@ def info_from_stat(relpath: str, st: os.stat_result, linkname: str = "",
         devmajor=os.major(dev) if dev else 0,
         devminor=os.minor(dev) if dev else 0,
     )
-
-
-def read_xattrs(path: str) -> dict[str, bytes]:
-    """The xattrs of a file, without following symlinks; {} where unsupported."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
-    out = {}
-    for n in names:
-        try:
-            out[n] = os.getxattr(path, n, follow_symlinks=False)
-        except OSError:
-            continue
-    return out
 
 
 def resolve_in_root(path: str, lookup: Callable[[str], ViewEntry | None]) -> ViewEntry | None:

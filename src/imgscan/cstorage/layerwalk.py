@@ -23,7 +23,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from imgscan.fileinfo import FileInfo, FileKind
+from imgscan.fileinfo import FileInfo, FileKind, read_xattrs
 
 OVERRIDE_STAT = "user.containers.override_stat"
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
@@ -97,20 +97,6 @@ def _parse_override(raw: bytes) -> tuple[int, int, int] | None:
         return int(parts[0]), int(parts[1]), int(parts[2], 8) & 0o7777
     except (IndexError, ValueError):
         return None
-
-
-def _xattrs(path: str) -> dict[str, bytes]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
-    out = {}
-    for n in names:
-        try:
-            out[n] = os.getxattr(path, n, follow_symlinks=False)
-        except OSError:
-            continue
-    return out
 
 
 def walk_layer(diff: str, uid_map: Sequence[IdMapping] | None = None,
@@ -189,7 +175,7 @@ def _info(path: str, rel: str, st: os.stat_result, uid_map: Sequence[IdMapping] 
     if fmt == stat.S_IFCHR and st.st_rdev == 0:
         return FileInfo(rel, FileKind.WHITEOUT, mode=0, uid=_map(st.st_uid, uid_map),
                         gid=_map(st.st_gid, gid_map))
-    raw = _xattrs(path) if fmt != stat.S_IFLNK else {}
+    raw = read_xattrs(path) if fmt != stat.S_IFLNK else {}
     override = _parse_override(raw[OVERRIDE_STAT]) if OVERRIDE_STAT in raw else None
     xattrs = {k: v for k, v in raw.items() if not k.startswith(_BOOKKEEPING)}
     if override is not None:

@@ -8,13 +8,13 @@ layer that fails verification are never used (the scanner caches only after a cl
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from imgscan.layers.interface import Layer, LayerLimits, LayerMember
 from imgscan.layers.tarwalk import walk_tar
-from imgscan.model import LayerRef
+from imgscan.model import ImageSummary, LayerRef
 
 
 class _Raw(io.RawIOBase):
@@ -67,3 +67,32 @@ class BlobLayer(Layer):
                 self.tar_size = tar_stream.count
 
             yield walk()
+
+
+def source_image_layers(image: Any, names: Sequence[str] = (), limits: Any = None
+                        ) -> tuple[dict[str, Any], list[BlobLayer], ImageSummary]:
+    """An image from a source (``SourceImage``) as the scanner takes it: its config, a
+    ``BlobLayer`` per layer (nothing read yet) and its summary."""
+    from imgscan.images.interface import layer_history
+
+    lim = LayerLimits(limits.max_bytes, limits.max_entries, limits.max_path) if limits \
+        else LayerLimits()
+    history = layer_history(image.config)
+    layers = [BlobLayer(image, lay, LayerRef(lay.index, lay.diff_id,
+                                             history[i] if i < len(history) else ""), lim)
+              for i, lay in enumerate(image.layers)]
+    c = image.config
+    summary = ImageSummary(
+        name=names[0] if names else (image.names[0] if image.names else ""),
+        id=image.image_id,
+        digest=image.manifest_digest,
+        os=str(c.get("os") or ""),
+        architecture=str(c.get("architecture") or ""),
+        variant=str(c.get("variant") or ""),
+        created=str(c.get("created") or ""),
+        size=sum(lay.size for lay in image.layers),
+        user=str((c.get("config") or {}).get("User") or ""),
+        names=tuple(names or image.names),
+        source="image",
+    )
+    return c, layers, summary
