@@ -1,4 +1,5 @@
-"""The whiteout rules, in one place: how a layer deletes what the layers below it hold.
+"""The naming rules of layer tars, in one place: which member names are safe, and how a layer
+deletes what the layers below it hold (whiteouts).
 
 Extraction (reading ``.wh.`` entries from a layer tar and writing them in the form a mount
 driver reads), the merged view of a store image, and the scanner's package attribution all
@@ -97,3 +98,15 @@ def deletes(path: str, deleted: Collection[str], opaque: Collection[str]) -> boo
         if i < len(parts) and prefix in opaque:
             return True
     return "" in opaque
+
+
+def normalize_name(name: str) -> str:
+    """A tar member name as a relative path; raise for anything that could climb out."""
+    if "\x00" in name:
+        raise UnsafeLayerError(f"entry name {name!r} contains a NUL byte")
+    if name.startswith("/"):
+        raise UnsafeLayerError(f"entry {name!r} has an absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UnsafeLayerError(f"entry {name!r} climbs out of the layer with '..'")
+    return "/".join(parts)

@@ -24,12 +24,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from imgscan.fileinfo import FileInfo, FileKind, read_xattrs
+from imgscan.whiteouts import OPAQUE_MARKER, WHITEOUT_PREFIX
 
 OVERRIDE_STAT = "user.containers.override_stat"
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _BOOKKEEPING = ("trusted.overlay.", "user.overlay.", "user.containers.")
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
 OVERFLOW_ID = 65534
 
 

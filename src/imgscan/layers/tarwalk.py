@@ -14,21 +14,7 @@ from typing import Any, BinaryIO
 from imgscan.errors import ImageError, UnsafeLayerError
 from imgscan.fileinfo import FileInfo, FileKind
 from imgscan.layers.interface import LayerLimits, LayerMember
-
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
-
-
-def normalize_name(name: str) -> str:
-    """A tar member name as a relative path; raise for anything that could climb out."""
-    if "\x00" in name:
-        raise UnsafeLayerError(f"entry name {name!r} contains a NUL byte")
-    if name.startswith("/"):
-        raise UnsafeLayerError(f"entry {name!r} has an absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise UnsafeLayerError(f"entry {name!r} climbs out of the layer with '..'")
-    return "/".join(parts)
+from imgscan.whiteouts import OPAQUE_MARKER, WHITEOUT_PREFIX, normalize_name
 
 
 class _TarMember(LayerMember):

@@ -41,6 +41,7 @@ from imgscan.whiteouts import (
     is_aufs_metadata,
     is_whiteout_name,
     mark_overlay_opaque,
+    normalize_name,
     write_overlay_whiteout,
 )
 
@@ -63,18 +64,6 @@ _UMASK = _read_umask()
 class ExtractResult:
     entries: list[FileInfo]
     whiteout_format: str  # "chardev" (overlay form) or "wh-files" (OCI form kept on disk)
-
-
-def normalize_name(name: str) -> str:
-    """A tar member name as a relative path; raise for anything that could climb out."""
-    if "\x00" in name:
-        raise UnsafeLayerError(f"entry name {name!r} contains a NUL byte")
-    if name.startswith("/"):
-        raise UnsafeLayerError(f"entry {name!r} has an absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise UnsafeLayerError(f"entry {name!r} climbs out of the layer with '..'")
-    return "/".join(parts)
 
 
 class _Extractor:
