@@ -418,15 +418,23 @@ def _parse(stream: BinaryIO) -> ElfFile:
     return elf
 
 
+def _header_table(elf: ElfFile, off: int, entsize: int, num: int, want: int, limit: int,
+                  what: str) -> bytes:
+    """The bytes of a program or section header table, refusing an implausible count or
+    entry size (a hostile header must not make us read gigabytes) and a truncated table."""
+    if num > limit or not want <= entsize <= 4 * want:
+        raise ElfError(f"implausible {what}")
+    table = elf.read_at(off, entsize * num)
+    if len(table) < entsize * num:
+        raise ElfError(f"truncated {what}")
+    return table
+
+
 def _read_segments(elf: ElfFile, off: int, entsize: int, num: int) -> list[Segment]:
     if num == 0 or off == 0:
         return []
-    want = 56 if elf.is64 else 32
-    if num > MAX_SEGMENTS or not want <= entsize <= 4 * want:
-        raise ElfError("implausible program header table")
-    table = elf.read_at(off, entsize * num)
-    if len(table) < entsize * num:
-        raise ElfError("truncated program header table")
+    table = _header_table(elf, off, entsize, num, 56 if elf.is64 else 32, MAX_SEGMENTS,
+                          "program header table")
     e = elf.endian
     out = []
     for i in range(num):
@@ -446,12 +454,8 @@ def _read_sections(
 ) -> list[Section]:
     if num == 0 or off == 0:
         return []
-    want = 64 if elf.is64 else 40
-    if num > MAX_SECTIONS or not want <= entsize <= 4 * want:
-        raise ElfError("implausible section header table")
-    table = elf.read_at(off, entsize * num)
-    if len(table) < entsize * num:
-        raise ElfError("truncated section header table")
+    table = _header_table(elf, off, entsize, num, 64 if elf.is64 else 40, MAX_SECTIONS,
+                          "section header table")
     e = elf.endian
     fmt = e + ("IIQQQQI" if elf.is64 else "IIIIIII")
     raw = [struct.unpack_from(fmt, table, i * entsize) for i in range(num)]
