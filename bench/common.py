@@ -20,6 +20,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,31 @@ def imgscan_env() -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = os.path.join(WORK, "pycache")
     return env
+
+
+def clean_python() -> str:
+    """An interpreter as a user's own venv install of imgscan sees it: a venv (no system
+    site packages) whose one ``.pth`` puts this tree's ``src`` and the base interpreter's
+    site-packages on ``sys.path`` as plain paths, so the base's ``.pth`` hooks do not run.
+
+    Why: this machine's interpreter runs ``_sandboxing_egress_ca.pth`` (written by the
+    sandbox, not by any package we depend on) at every start-up; it imports certifi and
+    costs ~25 ms per process, more than half of ``python3 -c pass``. A user's venv has no
+    such hook. Benchmarks report both interpreters so the difference stays visible.
+    """
+    venv = os.path.join(WORK, "cleanvenv")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        base_py = os.path.join(sys.base_prefix, "bin", "python3")
+        subprocess.run([base_py if os.path.exists(base_py) else sys.executable, "-m", "venv",
+                        "--without-pip", venv], check=True)
+    base_lib = sysconfig.get_paths(vars={"base": sys.base_prefix,
+                                         "platbase": sys.base_prefix})["purelib"]
+    out = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    with open(os.path.join(out, "_imgscan_bench_paths.pth"), "w", encoding="utf-8") as f:
+        f.write(f"{SRC}\n{base_lib}\n")
+    return py
 
 
 # -- measuring --------------------------------------------------------------------------------
