@@ -46,6 +46,7 @@ def make_client(
     ref: RegistryReference,
     *,
     creds: str | None = None,
+    registry_token: str | None = None,
     authfile: str | None = None,
     tls_verify: bool = True,
     cert_dir: str | None = None,
@@ -53,7 +54,7 @@ def make_client(
 ) -> RegistryClient:
     """A client for ``ref``'s registry; credentials are looked up only when a 401 asks."""
     lookup = functools.partial(find_credentials, ref.registry, ref.repository,
-                               creds=creds, authfile=authfile)
+                               creds=creds, registry_token=registry_token, authfile=authfile)
     return RegistryClient(ref.registry, api_host=ref.api_host, tls_verify=tls_verify,
                           cert_dir=cert_dir, credentials=lookup, options=options)
 
@@ -69,6 +70,7 @@ def open_registry_image(
     platform: Platform | str | None = None,
     *,
     creds: str | None = None,
+    registry_token: str | None = None,
     authfile: str | None = None,
     tls_verify: bool = True,
     cert_dir: str | None = None,
@@ -81,8 +83,9 @@ def open_registry_image(
     """
     parsed = ref if isinstance(ref, RegistryReference) else parse_reference(ref)
     want = _as_platform(platform)
-    client = make_client(parsed, creds=creds, authfile=authfile, tls_verify=tls_verify,
-                         cert_dir=cert_dir, options=options)
+    client = make_client(parsed, creds=creds, registry_token=registry_token,
+                         authfile=authfile, tls_verify=tls_verify, cert_dir=cert_dir,
+                         options=options)
     source = RegistrySource(client, parsed.repository)
     try:
         top = client.get_manifest(parsed.repository, parsed.reference)
@@ -121,6 +124,7 @@ def list_tags(
     ref: str | RegistryReference,
     *,
     creds: str | None = None,
+    registry_token: str | None = None,
     authfile: str | None = None,
     tls_verify: bool = True,
     cert_dir: str | None = None,
@@ -129,8 +133,9 @@ def list_tags(
 ) -> list[str]:
     """Every tag of ``ref``'s repository (its tag or digest is ignored)."""
     parsed = ref if isinstance(ref, RegistryReference) else parse_reference(ref)
-    client = make_client(parsed, creds=creds, authfile=authfile, tls_verify=tls_verify,
-                         cert_dir=cert_dir, options=options)
+    client = make_client(parsed, creds=creds, registry_token=registry_token,
+                         authfile=authfile, tls_verify=tls_verify, cert_dir=cert_dir,
+                         options=options)
     try:
         return client.list_tags(parsed.repository, page_size=page_size)
     finally:
