@@ -19,7 +19,8 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 
 #: the command line: the commands and their shared options, and the entry's fast path
 CLI = ("imgscan.cli", "imgscan.clioptions", "imgscan.cli_listings", "imgscan.cli_vulns",
-       "imgscan.cli_server", "imgscan.cli_fast", "imgscan.cli_store")
+       "imgscan.cli_server", "imgscan.cli_fast", "imgscan.cli_store", "imgscan.cli_scan",
+       "imgscan.cli_values")
 
 #: What the command line may import of imgscan's: the public API and small value types. The
 #: store, the sources, the analyzers, the secrets engine and the writers are reached only

@@ -19,6 +19,7 @@ from imgscan._version import __version__
 from imgscan.cli_listings import analyzers_cmd, rules, tags
 from imgscan.cli_server import audit, serve, worker
 from imgscan.cli_store import rmi, store, tag
+from imgscan.cli_values import scan_one
 from imgscan.cli_vulns import db, vulns_kwargs, vulns_options
 from imgscan.clioptions import (
     EXIT_CODES,
@@ -368,19 +369,7 @@ def scan(root: str | None, platform: str | None, image: str | None, scan_all: bo
     if scan_all:
         sys.exit(_scan_all(root, output_dir, kw))
     assert image is not None
-    from imgscan.api import is_transport_ref
-    from imgscan.api import scan as do_scan
-
-    gate, plan = _gate_setup(kw)
-    source_opts = _source_opts(image, kw)
-    store = None if image.startswith("dir:") else \
-        _store(root, kw.pop("max_layer_size"), kw.pop("max_entries"),
-               create=is_transport_ref(image))
-    report = do_scan(image, store=store,
-                     analyzers=_analyzer_names(kw["analyzers"]), platform=platform,
-                     jobs=kw["jobs"], options=_scan_options(kw), keep=keep,
-                     cache=_shared_cache(cache_url), **vulns, **source_opts)
-    sys.exit(_judge(report, gate, plan, kw))
+    sys.exit(scan_one(root, platform, image, keep, vulns, kw, lambda: _shared_cache(cache_url)))
 
 
 def _shared_cache(url: str | None) -> Any:

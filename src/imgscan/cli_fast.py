@@ -1,5 +1,5 @@
-"""The ``imgscan`` command's entry: ``mount`` and ``umount`` on a fast path, everything else
-through click (``imgscan.cli``).
+"""The ``imgscan`` command's entry: ``mount`` and ``umount`` on a fast path (and ``scan``, in
+``imgscan.cli_scan``), everything else through click (``imgscan.cli``).
 
 ``imgscan mount IMAGE`` is something people type and scripts call in loops; click and the
 command table cost more than the mount itself. The common forms of ``mount`` and ``umount``
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 #: command -> (options taking a value, flags)
 _COMMANDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -94,10 +94,20 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _scan_job(args: list[str]) -> Callable[[], None] | None:
+    """A plain ``scan`` command line's job (``imgscan.cli_scan``), else None."""
+    if args[:1] != ["scan"]:
+        return None
+    from imgscan.cli_scan import job
+
+    return job(args)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     parsed = parse(args)
-    if parsed is None:
+    run = (lambda: _run(*parsed)) if parsed is not None else _scan_job(args)
+    if run is None:
         from imgscan.cli import main as click_main
 
         if argv is None:
@@ -108,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from imgscan.errors import ImgscanError
 
     try:
-        _run(*parsed)
+        run()
     except ImgscanError as e:
         _fail(str(e), e.exit_code)
     except KeyboardInterrupt:

@@ -11,15 +11,19 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from imgscan.cli_values import _analyzer_names as _analyzer_names
+from imgscan.cli_values import _gate_setup as _gate_setup
+from imgscan.cli_values import _judge as _judge
+from imgscan.cli_values import _registry_opts as _registry_opts
+from imgscan.cli_values import _scan_options as _scan_options
+from imgscan.cli_values import _source_opts as _source_opts
+from imgscan.cli_values import _store as _store
+from imgscan.cli_values import _writer_options as _writer_options
 from imgscan.errors import ImgscanError
 
 if TYPE_CHECKING:
-    from imgscan.analyzers.interface import ScanOptions
     from imgscan.gate import GateConfig
-    from imgscan.model import Report
     from imgscan.pipeline import AuditResult
-    from imgscan.reports.interface import OutputSpec, WriterOptions
-    from imgscan.store.store import Store
 
 EXIT_CODES = """\b
 Exit codes:
@@ -120,20 +124,6 @@ def registry_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _registry_opts(kw: dict[str, Any]) -> dict[str, Any]:
-    """Pop the registry options out of a command's keyword arguments."""
-    keys = ("creds", "registry_token", "authfile", "tls_verify", "cert_dir")
-    out = {k: kw.pop(k) for k in keys}
-    if out["creds"] is not None and out["registry_token"] is not None:
-        raise click.UsageError("--creds and --registry-token exclude each other")
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def _source_opts(ref: str, kw: dict[str, Any]) -> dict[str, Any]:
-    opts = _registry_opts(kw)
-    return opts if ref.startswith("docker://") else {}
-
-
 def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The caps on one layer (decompression bombs, entry floods), shown in --help."""
     f = click.option("--max-entries", type=click.IntRange(1), default=2_000_000,
@@ -188,62 +178,6 @@ def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(opts):
         f = opt(f)
     return f
-
-
-def _scan_options(kw: dict[str, Any]) -> ScanOptions:
-    """ScanOptions from the command line; secret rules are loaded now so that a bad rule
-    file is a usage error (exit 2) before anything is pulled or scanned."""
-    from imgscan.api import scan_options
-
-    return scan_options(_analyzer_names(kw["analyzers"]), scan_binaries=kw["scan_binaries"],
-                        hidden=not kw["no_hidden"], show_secrets=kw["show_secrets"],
-                        rule_dirs=kw["rule_dirs"], disabled_rules=kw["disabled_rules"],
-                        extra={"max_age_days": kw["max_age_days"]})
-
-
-def _analyzer_names(text: str | None) -> list[str] | None:
-    return [a.strip() for a in text.split(",") if a.strip()] if text else None
-
-
-def _gate_setup(kw: dict[str, Any],
-                outputs: bool = True) -> tuple[GateConfig, list[OutputSpec]]:
-    """The gate's configuration and the output plan from --fail-on, --ignore-file (default
-    .imgscanignore when present), --baseline, --policy, --format and --output, read before
-    anything is pulled or scanned so that a mistake in any of them is a usage error."""
-    from imgscan import api
-    from imgscan.gate import default_ignore_file
-
-    plan = api.plan_outputs(list(kw["formats"]), kw["output"]) if outputs else []
-    gate = api.GateConfig.load(kw["fail_on"], kw["ignore_file"] or default_ignore_file(),
-                               kw["baseline"], kw["policy"])
-    return gate, plan
-
-
-def _writer_options(kw: dict[str, Any]) -> WriterOptions:
-    from imgscan.api import WriterOptions
-
-    return WriterOptions(packages=kw["show_packages"], elf=kw["show_elf"], wide=kw["wide"])
-
-
-def _judge(report: Report, gate: GateConfig, plan: list[OutputSpec], kw: dict[str, Any]) -> int:
-    """Gate and write one report, tell the verdict when a gate was asked for; the exit code."""
-    from imgscan.api import gate_and_write
-
-    outcome = gate_and_write(report, gate, plan, _writer_options(kw))
-    if gate.judges:
-        click.echo(outcome.gate.summary(), err=True)
-    return outcome.exit_code
-
-
-def _store(root: str | None, max_layer_size: int | None = None,
-           max_entries: int | None = None, create: bool = False) -> Store:
-    """The store. Only commands that import (pull, scan of a reference) create one at a
-    --root or $IMGSCAN_ROOT that does not exist: elsewhere that is a typo, not a new store.
-    The default location is made on first use whatever the command."""
-    from imgscan.api import open_store
-
-    return open_store(root, max_layer_size=max_layer_size, max_entries=max_entries,
-                      create=create or root is None)
 
 
 def _human(n: int) -> str:

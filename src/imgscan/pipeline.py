@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from imgscan.analyzers.interface import AnalyzerError, ScanOptions
 from imgscan.errors import ImgscanError, UsageError
 from imgscan.gate import EXIT_ERROR, EXIT_GATE_FAILED, GateConfig, GateOutcome
 from imgscan.model import Report
@@ -33,6 +32,7 @@ from imgscan.reports.interface import (
 )
 
 if TYPE_CHECKING:
+    from imgscan.analyzers.interface import ScanOptions
     from imgscan.store.store import Store
 
 __all__ = [
@@ -112,6 +112,7 @@ def audit(store: Store | None = None, *, root: str | None = None,
     """Scan every image of the store (``imgscan scan --all``): each one is gated and written
     as ``<output_dir>/<name>.<writer extension>`` in every format. An image that cannot be
     read is an entry with an error (exit 3), and the audit goes on with the next."""
+    from imgscan.analyzers.interface import AnalyzerError
     from imgscan.progress import Progress
     from imgscan.reports.common import severity_counts
     from imgscan.scanner import Scanner
@@ -160,6 +161,7 @@ def scan_atomic(scanin: str | Path, scanout: str | Path, *, gate: GateConfig | N
     """``atomic scan``'s scanner mode: every directory ``<scanin>/<id>`` is a mounted rootfs;
     its result goes to ``<scanout>/<id>/json`` in the atomic format. A rootfs that cannot be
     scanned gets a failure document there (so atomic reports it) and exit code 3."""
+    from imgscan.analyzers.interface import AnalyzerError
     from imgscan.reports.atomic import failure_document
     from imgscan.scanner import Scanner
 

@@ -20,33 +20,13 @@ Exit codes: 0 pass, 1 gate failed, 2 usage error (bad flag, bad ignore/policy/ba
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgscan.gate.baseline import BaselineOutcome, apply_baseline, load_baseline
-from imgscan.gate.ignore import (
-    IgnoreFile,
-    IgnoreOutcome,
-    IgnoreRule,
-    apply_ignores,
-    default_ignore_file,
-    load_ignore_file,
-    parse_ignore_file,
-    unused_warnings,
-)
-from imgscan.gate.policyfile import (
-    Policy,
-    PolicyResult,
-    evaluate_policy,
-    is_root_user,
-    load_policy,
-    parse_policy,
-    parse_size,
-    purl_base,
-)
 from imgscan.gate.verdict import (
     EXIT_ERROR,
     EXIT_GATE_FAILED,
@@ -58,6 +38,56 @@ from imgscan.gate.verdict import (
     parse_fail_on,
 )
 from imgscan.model import Finding, Report, ScanWarning, Severity
+
+if TYPE_CHECKING:  # served by __getattr__ on first use: a scan without an ignore file,
+    # baseline or policy reads no TOML and loads none of their modules
+    from imgscan.gate.baseline import BaselineOutcome, apply_baseline, load_baseline
+    from imgscan.gate.ignore import (
+        IgnoreFile,
+        IgnoreOutcome,
+        IgnoreRule,
+        apply_ignores,
+        load_ignore_file,
+        parse_ignore_file,
+    )
+    from imgscan.gate.policyfile import (
+        Policy,
+        PolicyResult,
+        evaluate_policy,
+        is_root_user,
+        load_policy,
+        parse_policy,
+        parse_size,
+        purl_base,
+    )
+
+#: looked for in the working directory when no ignore file is named (the CLI's default)
+DEFAULT_IGNORE_FILE = ".imgscanignore"
+
+#: name -> the submodule that defines it (imported when the name is first asked for)
+_LAZY = {
+    **dict.fromkeys(("BaselineOutcome", "apply_baseline", "load_baseline"), "baseline"),
+    **dict.fromkeys(("IgnoreFile", "IgnoreOutcome", "IgnoreRule", "apply_ignores",
+                     "load_ignore_file", "parse_ignore_file"), "ignore"),
+    **dict.fromkeys(("Policy", "PolicyResult", "evaluate_policy", "is_root_user",
+                     "load_policy", "parse_policy", "parse_size", "purl_base"), "policyfile"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(f"imgscan.gate.{module}"), name)
+
+
+def default_ignore_file() -> str | None:
+    """``.imgscanignore`` in the working directory when there is one, as ``git`` finds
+    ``.gitignore``: a repository's accepted findings apply without a flag."""
+    return DEFAULT_IGNORE_FILE if os.path.isfile(DEFAULT_IGNORE_FILE) else None
+
 
 __all__ = [
     "EXIT_ERROR",
@@ -111,12 +141,21 @@ class GateConfig:
              policy: str | Path | None = None) -> GateConfig:
         """Parse ``fail_on`` and read the named files now, so that a mistake in any of them
         is a ``UsageError`` (exit 2) before anything is pulled or scanned."""
-        return cls(
-            fail_on=fail_on if isinstance(fail_on, Severity) else parse_fail_on(fail_on),
-            ignore=load_ignore_file(ignore_file) if ignore_file else None,
-            baseline=load_baseline(baseline) if baseline else None,
-            policy=load_policy(policy) if policy else None,
-        )
+        severity = fail_on if isinstance(fail_on, Severity) else parse_fail_on(fail_on)
+        ignore = baseline_doc = policy_doc = None
+        if ignore_file:
+            from imgscan.gate.ignore import load_ignore_file
+
+            ignore = load_ignore_file(ignore_file)
+        if baseline:
+            from imgscan.gate.baseline import load_baseline
+
+            baseline_doc = load_baseline(baseline)
+        if policy:
+            from imgscan.gate.policyfile import load_policy
+
+            policy_doc = load_policy(policy)
+        return cls(fail_on=severity, ignore=ignore, baseline=baseline_doc, policy=policy_doc)
 
     @property
     def judges(self) -> bool:
@@ -154,16 +193,26 @@ def run_gate(report: Report, *, fail_on: Severity | None = None,
     """Apply ignore file, baseline, policy and threshold in that order (module docstring)."""
     now = now or datetime.now(UTC)
     today = today or now.date()
-    first = apply_ignores(report.findings, ignore, today, warn_unused=False)
-    warnings = list(first.warnings)
-    ignored = list(first.ignored)
-    used = set(first.used)
-    out = dataclasses.replace(report, findings=list(first.kept))
+    warnings: list[ScanWarning] = []
+    ignored: list[tuple[Finding, IgnoreRule]] = []
+    used: set[int] = set()
+    out = dataclasses.replace(report, findings=list(report.findings))
+    if ignore is not None:
+        from imgscan.gate.ignore import apply_ignores
+
+        first = apply_ignores(report.findings, ignore, today, warn_unused=False)
+        warnings, ignored, used = list(first.warnings), list(first.ignored), set(first.used)
+        out = dataclasses.replace(report, findings=list(first.kept))
     known: list[Finding] = []
     if baseline is not None:
+        from imgscan.gate.baseline import apply_baseline
+
         b = apply_baseline(out, baseline)
         out, known = b.report, b.known
     if policy is not None:
+        from imgscan.gate.ignore import apply_ignores
+        from imgscan.gate.policyfile import evaluate_policy
+
         pr = evaluate_policy(out, policy, now)
         warnings += pr.warnings
         second = apply_ignores(pr.findings, ignore, today, warn_unused=False)
@@ -171,6 +220,8 @@ def run_gate(report: Report, *, fail_on: Severity | None = None,
         used |= second.used
         out = dataclasses.replace(out, findings=[*out.findings, *second.kept])
     if ignore is not None:
+        from imgscan.gate.ignore import unused_warnings
+
         warnings += unused_warnings(ignore, used, today)
     out = dataclasses.replace(out, warnings=[*out.warnings, *warnings])
     gate = evaluate_gate(out.findings, fail_on)

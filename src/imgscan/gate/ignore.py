@@ -8,7 +8,6 @@ about too, so a stale ignore file does not hide the next real finding silently.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import tomllib
 from collections.abc import Iterable
@@ -19,9 +18,6 @@ from pathlib import Path
 from imgscan.errors import UsageError
 from imgscan.gate.verdict import ANALYZER as _ANALYZER
 from imgscan.model import Finding, ScanWarning
-
-#: looked for in the working directory when no ignore file is named (the CLI's default)
-DEFAULT_IGNORE_FILE = ".imgscanignore"
 
 IGNORE_FIELDS = ("id", "rule", "path", "package", "reason", "expires")
 _SELECTORS = ("id", "rule", "path", "package")
@@ -181,9 +177,3 @@ def unused_warnings(ignore: IgnoreFile, used: set[int], today: date) -> list[Sca
     return [ScanWarning(f"ignore file {ignore.source}: {r.describe()} matched no finding",
                         analyzer=_ANALYZER)
             for r in ignore.rules if r.index not in used and not r.expired(today)]
-
-
-def default_ignore_file() -> str | None:
-    """``.imgscanignore`` in the working directory when there is one, as ``git`` finds
-    ``.gitignore``: a repository's accepted findings apply without a flag."""
-    return DEFAULT_IGNORE_FILE if os.path.isfile(DEFAULT_IGNORE_FILE) else None

@@ -6,7 +6,7 @@ BuildKit attestation manifests (``unknown/unknown``) are never chosen.
 
 from __future__ import annotations
 
-import platform as _platform
+import os
 from collections.abc import Sequence
 
 from imgscan.errors import ImageError
@@ -31,7 +31,8 @@ _COMPATIBLE_VARIANTS = {"arm": ["v8", "v7", "v6", "v5"], "arm64": ["v8"]}
 
 
 def host_platform() -> Platform:
-    arch, variant = _MACHINE_TO_ARCH.get(_platform.machine().lower(), (_platform.machine(), ""))
+    machine = os.uname().machine  # what platform.machine() reads, without its import
+    arch, variant = _MACHINE_TO_ARCH.get(machine.lower(), (machine, ""))
     return Platform("linux", arch, variant)
 
 

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from imgscan.layers.interface import Layer, LayerLimits, LayerMember
-from imgscan.layers.tarwalk import walk_tar
 from imgscan.model import ImageSummary, LayerRef
 
 
@@ -51,6 +50,7 @@ class BlobLayer(Layer):
     def members(self) -> Iterator[Iterator[LayerMember]]:
         from imgscan.images.compression import open_decompressed
         from imgscan.images.digest import HashingReader
+        from imgscan.layers.tarwalk import walk_tar  # not imported on a report-cache hit
 
         what = f"layer {self.layer.index} ({self.layer.diff_id})"
         with self.image.open_layer(self.layer) as raw:

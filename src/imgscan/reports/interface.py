@@ -13,7 +13,6 @@ from __future__ import annotations
 import abc
 import enum
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TextIO
@@ -203,6 +202,8 @@ def write_file(report: Report, name: str, path: Path,
         with open(path, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
             f.write(text)
         return
+    import tempfile
+
     parent = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:

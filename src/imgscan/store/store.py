@@ -14,9 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from imgscan.errors import ImageError
-from imgscan.store import maintenance
 from imgscan.store.core import StoreCore, default_root
-from imgscan.store.importer import Importer, ImportHooks
 from imgscan.store.records import (
     ImageRecord,
     LayerRecord,
@@ -27,26 +25,32 @@ from imgscan.store.records import (
     resolve_image,
 )
 
-if TYPE_CHECKING:  # imported lazily: `imgscan mount` needs none of the import machinery
+if TYPE_CHECKING:  # imported lazily: `imgscan mount` and a scan that streams its layers
+    # need none of the import or maintenance machinery
     from imgscan.images.interface import SourceImage
+    from imgscan.store.importer import ImportHooks
     from imgscan.store.maintenance import ExtraCheck, RemoveGuard
 
 
 class Store(StoreCore):
     """A store of images at ``root``. Safe to use from any number of processes at once."""
 
-    #: where an import may be observed; a no-op unless a test harness replaces it
-    import_hooks: ImportHooks = ImportHooks()
+    #: where an import may be observed; None (no-op hooks) unless a test harness sets it
+    import_hooks: ImportHooks | None = None
 
     def import_image(self, img: SourceImage, names: Iterable[str] = (),
                      source: str = "") -> ImageRecord:
         """Import ``img`` (verifying every blob and diff_id) and name it; idempotent."""
+        from imgscan.store.importer import Importer
+
         return Importer(self, self.import_hooks).import_image(img, names, source)
 
     def adopt(self, other: StoreCore, image: ImageRecord,
               names: Iterable[str] = ()) -> ImageRecord:
         """Move an image from another store on the same filesystem (the quarantine of
         ``pull --vet``) into this one: its layers are renamed, not copied or re-downloaded."""
+        from imgscan.store.importer import Importer
+
         return Importer(self, self.import_hooks).adopt(other, image, names)
 
     @contextlib.contextmanager
@@ -68,19 +72,27 @@ class Store(StoreCore):
         """Remove images and the layers no other image uses. The store alone does not know
         mounts: ``imgscan.housekeeping.remove_images`` refuses a mounted image (or with
         ``force`` unmounts it first) through ``guard``."""
+        from imgscan.store import maintenance
+
         return maintenance.remove(self, refs, force, guard)
 
     def drop_stale_cache(self) -> None:
         """Forget analyzer results of layers no longer in the store."""
+        from imgscan.store import maintenance
+
         maintenance.drop_stale_cache(self)
 
     def check(self, repair: bool = False, also: ExtraCheck | None = None) -> list[Problem]:
         """Find what a crash left half done; with ``repair`` remove it. Mount records are
         checked too by ``imgscan.housekeeping.check_store``, through ``also``."""
+        from imgscan.store import maintenance
+
         return maintenance.check(self, repair, also)
 
     def gc(self) -> list[str]:
         """Drop layers that no image uses, and stale cache entries; returns the chain ids."""
+        from imgscan.store import maintenance
+
         return maintenance.gc(self)
 
 
