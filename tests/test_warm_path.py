@@ -4,9 +4,11 @@ they use (bounded with ``python -X importtime``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +115,193 @@ def test_layer_sources_and_streamed_dispatch_never_import_the_store():
                        env={**os.environ, "PYTHONPATH": SRC}, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+# -- ``imgscan scan`` without click (cli_scan): same bytes, same exit codes -----------------
+
+#: run ``imgscan`` through the entry (``fast``) or straight through click (``click``), with the
+#: report's clock fixed (``created``, ``timings``) so that two runs can be compared byte for
+#: byte; the modules loaded are written to $MODULES_OUT
+RUN = r'''
+import atexit, datetime, json, os, sys, types
+which, sys.argv = sys.argv[1], ["imgscan", *sys.argv[2:]]
+import imgscan.scanner as scanner
+class Clock(datetime.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=tz)
+scanner._dt = types.SimpleNamespace(datetime=Clock, UTC=datetime.UTC)
+scanner.time = types.SimpleNamespace(monotonic=lambda: 100.0)
+atexit.register(lambda: open(os.environ["MODULES_OUT"], "w").write(json.dumps(sorted(sys.modules))))
+if which == "fast":
+    from imgscan.cli_fast import main
+else:
+    from imgscan.cli import main
+main()
+'''
+
+IGNORE = """
+[[ignore]]
+rule = "secret/github-*"
+reason = "a test token"
+
+[[ignore]]
+rule = "nothing/*"
+reason = "matches nothing: a warning"
+"""
+
+POLICY = """
+version = 1
+severity = "high"
+
+[limits.severity]
+critical = 0
+
+[[banned_packages]]
+purl = "pkg:npm/left-pad"
+reason = "no left-pad"
+
+[image]
+require_non_root = true
+max_age_days = 30
+"""
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory):
+    """An image (a layout and the same image pulled into the store), its report cached."""
+    from clihelp import imgscan
+    from test_scan_e2e import build
+
+    tmp = tmp_path_factory.mktemp("warmscan")
+    layout, root = build(tmp), str(tmp / "store")
+    env = {"IMGSCAN_CACHE_DIR": str(tmp / "cache"), "COLUMNS": "120"}
+    assert imgscan("pull", f"oci:{layout}:v1", root=root, env=env).code == 0
+    files = {"ignore": tmp / "ignore.toml", "policy": tmp / "policy.toml",
+             "baseline": tmp / "baseline.json"}
+    files["ignore"].write_text(IGNORE)
+    files["policy"].write_text(POLICY)
+    first = imgscan("scan", f"oci:{layout}:v1", "--format", "json", "--analyzers", "npm",
+                    root=root, env=env)
+    files["baseline"].write_text(first.out)
+    return {"layout": layout, "root": root, "env": env, "tmp": tmp,
+            **{k: str(v) for k, v in files.items()}}
+
+
+def _run(which: str, argv: list[str], warm: dict, cwd: Path) -> tuple:
+    cwd.mkdir()
+    env = {**os.environ, **warm["env"], "PYTHONPATH": SRC, "IMGSCAN_ROOT": warm["root"],
+           "MODULES_OUT": str(cwd / ".modules")}
+    env.pop("IMGSCAN_DEBUG", None)
+    p = subprocess.run([sys.executable, "-c", RUN, which, *argv], capture_output=True,
+                       text=True, env=env, cwd=cwd, timeout=300)
+    modules = set(json.loads((cwd / ".modules").read_text()))
+    (cwd / ".modules").unlink()
+    files = {f.name: f.read_bytes() for f in sorted(cwd.iterdir())}
+    return (p.returncode, p.stdout, p.stderr, files), modules
+
+
+CASES = [
+    ["--format", "json"],
+    ["--format", "table", "--packages", "--elf", "-w"],
+    ["--format", "table"],
+    ["--format", "sarif", "--fail-on", "high"],
+    ["--format", "cyclonedx=c.json", "--format", "spdx", "-o", "s.json", "--fail-on=medium"],
+    ["--format", "json", "--ignore-file", "{ignore}", "--fail-on", "high"],
+    ["--format", "json", "--baseline", "{baseline}", "--fail-on", "low", "--analyzers", "npm"],
+    ["--format=json", "--policy", "{policy}", "--max-age-days", "30"],
+    ["--format", "html=r.html", "--format", "atomic", "--analyzers", "npm,secrets",
+     "--no-hidden", "--show-secrets"],
+    ["--format", "json", "--disable-rule", "github-pat", "--disable-rule", "x", "--jobs", "1"],
+    ["--format", "nope"],  # the library's usage errors, exit 2
+    ["--fail-on", "extreme"],
+    ["--analyzers", "nosuch"],
+    ["--format", "json", "--ignore-file", "{tmp}/absent.toml"],
+]
+
+
+@pytest.mark.parametrize("extra", CASES, ids=[" ".join(c) for c in CASES])
+def test_the_fast_path_writes_what_click_writes(warm, tmp_path, extra):
+    args = [a.format(**warm) for a in extra]
+    for image in (f"oci:{warm['layout']}:v1", "localhost/layout:v1"):
+        argv = ["scan", image, *args, "--root", warm["root"]]
+        fast, fast_mods = _run("fast", argv, warm, tmp_path / f"fast{len(image)}")
+        slow, slow_mods = _run("click", argv, warm, tmp_path / f"click{len(image)}")
+        assert "click" not in fast_mods and "click" in slow_mods
+        assert fast == slow
+        assert fast[1] or fast[3] or fast[0] == 2, fast  # something was written
+
+
+def test_a_missing_image_is_the_same_error(warm, tmp_path):
+    argv = ["scan", f"oci:{warm['tmp']}/nowhere:v1", "--root", warm["root"]]
+    fast, fast_mods = _run("fast", argv, warm, tmp_path / "fast")
+    assert "click" not in fast_mods
+    assert fast[0] == 3 and fast[2].startswith("imgscan: error: ")
+    assert fast == _run("click", argv, warm, tmp_path / "click")[0]
+
+
+@pytest.mark.parametrize("argv", [
+    ["scan", "--help"], ["scan", "x", "--bogus"], ["scan"], ["scan", "a", "b"],
+    ["scan", "x", "--jobs", "0"], ["scan", "x", "--jobs", "65"], ["scan", "x", "-wo", "f"],
+    ["scan", "x", "--platform", "linux"], ["scan", "x", "--all"], ["scan", "x", "--vulns"],
+    ["scan", "x", "--fail-on", "high", "--fail-on", "low"], ["scan", "x", "--packages=1"],
+    ["scan", "x", "--", "y"], ["scan", "x", "--baseline", "/nonexistent.json"],
+    ["scan", "x", "--rules", "/nonexistent"], ["scan", "x", "--tls-verify", "maybe"],
+    ["scan", "x", "--max-age-days", "0"], ["scan", "x", "-o"], ["--quiet", "scan", "x"],
+])
+def test_unusual_command_lines_go_to_click(warm, tmp_path, argv):
+    from imgscan.cli_scan import parse as parse_scan
+
+    assert parse_scan(argv) is None
+    fast, fast_mods = _run("fast", argv, warm, tmp_path / "fast")
+    assert "click" in fast_mods  # handed to click: its messages, its exit codes
+    assert fast == _run("click", argv, warm, tmp_path / "click")[0]
+    assert fast[0] == 0 if "--help" in argv else fast[0] != 0
+
+
+@pytest.mark.parametrize("extra", [
+    [], ["--format", "json", "-o", "r.json", "--fail-on", "high", "-w", "--packages"],
+    ["--format=sarif=s.sarif", "--format", "table", "--rules", "{tmp}", "--rules", "{tmp}",
+     "--disable-rule", "a", "--jobs=3", "--max-entries", "7", "--max-layer-size", "99",
+     "--platform", "linux/arm64/v8", "--keep", "--tls-verify", "false", "--creds", "u:p",
+     "--cert-dir", "{tmp}", "--authfile", "{ignore}", "--elf", "--scan-binaries",
+     "--analyzers", "npm", "--max-age-days", "12", "--ignore-file", "{ignore}",
+     "--baseline", "{baseline}", "--policy", "{policy}", "--show-secrets", "--no-hidden"],
+])
+def test_the_fast_path_parses_as_click_does(warm, extra):
+    from imgscan.cli import main as group
+    from imgscan.cli_scan import parse as parse_scan
+
+    argv = ["scan", "img", *(a.format(**warm) for a in extra)]
+    parsed = parse_scan(argv)
+    assert parsed is not None
+    image, kw = parsed
+    params = group.commands["scan"].make_context("scan", argv[1:]).params
+    assert params.pop("image") == image
+    assert {k: params.pop(k) for k in kw} == kw
+    assert not any(params.values()), params  # --all, --cache, --vulns, ...: not given
+
+
+def test_a_warm_scan_on_the_fast_path_imports_little(warm):
+    argv = ["scan", f"oci:{warm['layout']}:v1", "--root", warm["root"], "--format", "json",
+            "-o", os.devnull, "--fail-on", "high"]
+    env = {**os.environ, **warm["env"], "PYTHONPATH": SRC}
+    for _ in range(2):  # the first one may be a miss (other analyzers than the fixture's)
+        p = subprocess.run([sys.executable, "-X", "importtime", "-m", "imgscan", *argv],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 1, p.stderr  # the GitHub token is high
+    mods = {line.rsplit("|", 1)[1].strip() for line in p.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+    # (the writer itself is loaded by importlib.import_module, which -X importtime skips)
+    assert {"imgscan.scanner", "imgscan.reports.common", "orjson"} <= mods, p.stderr[-3000:]
+    unwanted = {"click", "jsonschema", "tomllib", "tarfile", "importlib.metadata",
+                "concurrent.futures", "multiprocessing", "imgscan.cli", "imgscan.clioptions",
+                "imgscan.images.registry", "imgscan.images.compression",
+                "imgscan.analyzers.dispatch", "imgscan.analyzers.stream",
+                "imgscan.secrets.engine", "imgscan.secrets.rules", "imgscan.gate.ignore",
+                "imgscan.gate.policyfile", "imgscan.gate.baseline", "imgscan.store.importer",
+                "imgscan.store.maintenance", "imgscan.store.extract", "imgscan.layers.tarwalk"}
+    assert not mods & unwanted, sorted(mods & unwanted)
+    plugins = [m for m in mods if m.startswith("imgscan.analyzers.") and m.split(".")[2] not in
+               {"interface", "identity", "pluginset", "registry", "reportcache"}]
+    assert not plugins, plugins
