@@ -40,8 +40,30 @@ class EntryPointRow(NamedTuple):
         return obj
 
 
+#: (``sys.path``, each entry's mtime) -> fingerprint: one process asks several times (the
+#: format names, the writer, the analyzers); a distribution added or removed in between
+#: changes its directory's mtime, and only an in-place edit of an ``entry_points.txt``
+#: during the process would go unseen
+_SEEN: dict[tuple[tuple[str, int], ...], str] = {}
+
+
 def fingerprint() -> str:
     """Changes whenever a distribution on ``sys.path`` (or ``sys.path``) changes."""
+    dirs = tuple((entry, _mtime(entry or ".")) for entry in sys.path)
+    known = _SEEN.get(dirs)
+    if known is None:
+        known = _SEEN[dirs] = _fingerprint()
+    return known
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _fingerprint() -> str:
     h = hashlib.sha256(f"entrypoints:{FORMAT}\n".encode())
     for entry in sys.path:
         h.update(f"{entry}\0".encode())

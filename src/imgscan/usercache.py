@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from imgscan.atomic import mkstemp
 
 
 def cache_dir() -> Path:
@@ -50,7 +51,7 @@ def write_json(kind: str, key: str, value: Any) -> None:
     directory = cache_dir() / kind
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        fd, tmp = mkstemp(str(directory))
         with os.fdopen(fd, "w") as f:
             json.dump(value, f)
         os.replace(tmp, directory / f"{key}.json")

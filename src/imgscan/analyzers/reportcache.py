@@ -16,10 +16,10 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from imgscan.atomic import mkstemp
 from imgscan.model import Report
 
 FORMAT = "1"
@@ -62,7 +62,7 @@ def put(cache_root: str, key: str, report: Report) -> None:
     directory = os.path.join(cache_root, "reports")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        fd, tmp = mkstemp(directory)
         with os.fdopen(fd, "wb") as f:
             pickle.dump(report, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, _path(cache_root, key))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TextIO
 
+from imgscan.atomic import mkstemp
 from imgscan.entrypoints import EntryPointRow
 from imgscan.entrypoints import group as entry_point_group
 from imgscan.errors import UsageError
@@ -202,10 +203,8 @@ def write_file(report: Report, name: str, path: Path,
         with open(path, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
             f.write(text)
         return
-    import tempfile
-
     parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    fd, tmp = mkstemp(str(parent), prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace",
                        newline="") as f:

@@ -32,9 +32,13 @@ except ImportError:  # pragma: no cover - a dependency, but the standard encoder
 #: what ``ensure_ascii`` escapes that orjson writes as is: DEL and everything beyond ASCII
 _NON_ASCII = "[\x7f-\U0010ffff]"  # compiled when needed (compiling it takes milliseconds)
 _ASCII = bytes(range(0x7F))
-#: where a number that orjson spells otherwise than ``float.__repr__`` may be (an exponent,
-#: a tiny fraction); strings match too, ``_odd_numbers`` looks closer
-_ODD_CANDIDATE = re.compile(rb"e[-\d]|0\.0000")
+#: where a number that orjson spells otherwise than ``float.__repr__`` may be (an exponent
+#: after a digit or a point, a tiny fraction), looked for in the text with its digits all
+#: made ``0``: plain ``bytes.find`` runs, several times faster than a regex over the whole
+#: report; strings match too, ``_odd_numbers`` looks closer
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_EXPONENTS = (b"0e-", b"0e0", b".e-", b".e0")
+_TINY = b"0.0000"
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
@@ -76,14 +80,15 @@ def _odd_numbers(raw: bytes) -> bool:
     """Does a number in ``raw`` have an exponent or a run of leading zeros (where orjson
     and ``float.__repr__`` may differ)? Indented output has one scalar per line, and a line
     whose value is a string ends with a quote, so a candidate is checked by its line."""
-    for m in _ODD_CANDIDATE.finditer(raw):
-        at = m.start()
-        if raw[at] == 0x65 and (at == 0 or raw[at - 1] not in b"0123456789."):  # "e"
-            continue
-        start = raw.rfind(b"\n", 0, at) + 1
-        end = raw.find(b"\n", at)
-        if not raw[start:end if end >= 0 else len(raw)].rstrip(b",").endswith(b'"'):
-            return True
+    zeroed = raw.translate(_DIGITS_AS_ZERO)
+    for text, needle in [*((zeroed, e) for e in _EXPONENTS), (raw, _TINY)]:
+        at = text.find(needle)
+        while at >= 0:
+            start = raw.rfind(b"\n", 0, at) + 1
+            end = raw.find(b"\n", at)
+            if not raw[start:end if end >= 0 else len(raw)].rstrip(b",").endswith(b'"'):
+                return True
+            at = text.find(needle, at + 1)
     return False
 
 

@@ -17,11 +17,11 @@ import hashlib
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from imgscan.atomic import mkstemp
 from imgscan.usercache import cache_dir, trusted
 
 #: bump when the pickled shape of a RuleSet changes
@@ -161,7 +161,7 @@ def cached(key: str | None, load: Callable[[], Any]) -> Any:
     value = load()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = mkstemp(str(path.parent))
         with os.fdopen(fd, "wb") as f:
             pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
