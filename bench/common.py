@@ -74,6 +74,21 @@ def clean_python() -> str:
     return py
 
 
+def clean_imgscan() -> str:
+    """The ``imgscan`` console script in ``clean_python()``'s venv, as pip writes it for a
+    user's install (``[project.scripts]``: ``imgscan.cli_fast:main``). Users run this, not
+    ``python -m imgscan``, which also imports ``runpy`` and ``importlib.util``."""
+    py = clean_python()
+    script = os.path.join(os.path.dirname(py), "imgscan")
+    with open(script, "w", encoding="utf-8") as f:
+        f.write(f"#!{py}\n# -*- coding: utf-8 -*-\nimport re\nimport sys\n"
+                "from imgscan.cli_fast import main\nif __name__ == '__main__':\n"
+                "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+                "    sys.exit(main())\n")
+    os.chmod(script, 0o755)
+    return script
+
+
 # -- measuring --------------------------------------------------------------------------------
 
 
@@ -254,6 +269,24 @@ def write_section(key: str, body: str) -> None:
         f.write(text)
     os.replace(BENCHMARKS_MD + ".tmp", BENCHMARKS_MD)
     print(f"wrote section '{key}' of {BENCHMARKS_MD}", file=sys.stderr)
+
+
+def write_summary_row(prefix: str, row: str) -> None:
+    """Replace the row of BENCHMARKS.md's summary table that starts with ``prefix`` (or add
+    it at the table's end), so that ``--write`` keeps the summary and the section agreeing."""
+    with open(BENCHMARKS_MD) as f:
+        lines = f.read().split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("## Summary"))
+    end = next(i for i in range(start + 1, len(lines))
+               if lines[i].startswith("|") and not lines[i + 1].startswith("|"))
+    at = next((i for i in range(start, end + 1) if lines[i].startswith(prefix)), None)
+    if at is None:
+        lines.insert(end + 1, row)
+    else:
+        lines[at] = row
+    with open(BENCHMARKS_MD + ".tmp", "w") as f:
+        f.write("\n".join(lines))
+    os.replace(BENCHMARKS_MD + ".tmp", BENCHMARKS_MD)
 
 
 # -- building images --------------------------------------------------------------------------
