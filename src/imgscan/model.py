@@ -109,6 +109,9 @@ class Location:
 
 @dataclass(frozen=True)
 class Finding:
+    """One problem found in an image (a secret, a risky permission, a weak binary, ...),
+    where it is and how bad; what the gate judges and every writer renders."""
+
     rule_id: str
     severity: Severity
     category: str  # secret, permissions, elf, config, policy, ...
@@ -198,6 +201,8 @@ class ScanWarning:
 
 @dataclass(frozen=True)
 class OSInfo:
+    """The image's operating system as its os-release file names it."""
+
     id: str = ""
     version_id: str = ""
     pretty_name: str = ""
@@ -212,6 +217,8 @@ class OSInfo:
 
 @dataclass(frozen=True)
 class LayerSummary:
+    """One layer as the report lists it: its digests, size, history and what it added."""
+
     index: int
     diff_id: str
     digest: str = ""
@@ -224,6 +231,8 @@ class LayerSummary:
 
 @dataclass(frozen=True)
 class ImageSummary:
+    """The scanned image: names, digests, platform and what its config says of it."""
+
     name: str = ""
     id: str = ""  # config digest
     digest: str = ""  # manifest digest
@@ -239,6 +248,8 @@ class ImageSummary:
 
 @dataclass(frozen=True)
 class AnalyzerRef:
+    """An analyzer that ran, with its version and distribution (the report's tool list)."""
+
     name: str
     version: int
     distribution: str = ""

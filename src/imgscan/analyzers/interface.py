@@ -226,6 +226,9 @@ class ImageView(ABC):
 
 @dataclass(frozen=True)
 class ViewEntry:
+    """A file of the merged image view, with the layer it comes from (and the one that
+    hid it, for content a later layer deleted or replaced)."""
+
     info: FileInfo
     layer: LayerRef
     hidden_by: LayerRef | None = None

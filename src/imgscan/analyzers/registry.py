@@ -19,6 +19,8 @@ GROUP = "imgscan.analyzers"
 
 @dataclass(frozen=True)
 class PluginSpec:
+    """An analyzer entry point before its module is imported."""
+
     entry_point: str  # name in the group
     value: str  # module:Class
     distribution: str
@@ -27,6 +29,8 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class LoadedPlugin:
+    """An analyzer entry point and the class it loaded."""
+
     spec: PluginSpec
     cls: type[Analyzer] | type[PostAnalyzer]
 

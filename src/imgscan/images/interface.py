@@ -37,6 +37,8 @@ class RegistryOptions(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class Platform:
+    """os/architecture[/variant] of an image, as an index lists it and --platform names it."""
+
     os: str
     architecture: str
     variant: str = ""
@@ -65,6 +67,8 @@ class Platform:
 
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI descriptor (FORMATS.md): what a manifest or index points at, checked."""
+
     media_type: str
     digest: str
     size: int
