@@ -31,18 +31,11 @@ from imgscan.errors import StoreError
 from imgscan.images.digest import hex_of
 from imgscan.store.limits import ExtractLimits
 from imgscan.store.lock import OwnerLock, StoreLock
-from imgscan.store.records import (
-    ImageRecord,
-    LayerRecord,
-    StoreMeta,
-    claim_names,
-    normalize_name,
-    resolve_image,
-    with_names,
-)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the records are imported when the metadata is read: a scan that streams
+    # its layers only needs the store's paths
     from imgscan.fileinfo import FileInfo
+    from imgscan.store.records import ImageRecord, LayerRecord, StoreMeta
 
 SHORT_ID_LEN = 10
 
@@ -112,6 +105,8 @@ class StoreCore:
         return self._meta
 
     def _read_meta(self) -> StoreMeta:
+        from imgscan.store.records import StoreMeta
+
         try:
             with open(self.path("store.json"), "rb") as f:
                 doc = json.load(f)
@@ -150,6 +145,8 @@ class StoreCore:
             return sorted(meta.images.values(), key=lambda i: (-i.pulled, i.id))
 
     def lookup(self, ref: str) -> ImageRecord:
+        from imgscan.store.records import resolve_image
+
         with self.reading() as meta:
             return resolve_image(meta, ref)
 
@@ -171,6 +168,8 @@ class StoreCore:
 
     # -- names -----------------------------------------------------------------------------
     def tag(self, ref: str, name: str) -> ImageRecord:
+        from imgscan.store.records import claim_names, normalize_name, resolve_image, with_names
+
         name = normalize_name(name)
         with self.writing() as meta:
             image = resolve_image(meta, ref)

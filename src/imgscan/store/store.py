@@ -15,21 +15,21 @@ from typing import TYPE_CHECKING
 
 from imgscan.errors import ImageError
 from imgscan.store.core import StoreCore, default_root
-from imgscan.store.records import (
-    ImageRecord,
-    LayerRecord,
-    Problem,
-    StoreMeta,
-    chain_ids,
-    normalize_name,
-    resolve_image,
-)
 
 if TYPE_CHECKING:  # imported lazily: `imgscan mount` and a scan that streams its layers
-    # need none of the import or maintenance machinery
+    # need none of the import or maintenance machinery (nor the records, re-exported below)
     from imgscan.images.interface import SourceImage
     from imgscan.store.importer import ImportHooks
     from imgscan.store.maintenance import ExtraCheck, RemoveGuard
+    from imgscan.store.records import (
+        ImageRecord,
+        LayerRecord,
+        Problem,
+        StoreMeta,
+        chain_ids,
+        normalize_name,
+        resolve_image,
+    )
 
 
 class Store(StoreCore):
@@ -98,3 +98,16 @@ class Store(StoreCore):
 
 __all__ = ["ImageError", "ImageRecord", "LayerRecord", "Problem", "Store", "StoreMeta",
            "chain_ids", "default_root", "normalize_name", "resolve_image"]
+
+
+_RECORDS = {"ImageRecord", "LayerRecord", "Problem", "StoreMeta", "chain_ids",
+            "normalize_name", "resolve_image"}
+
+
+def __getattr__(name: str) -> object:
+    """The record types and helpers, from ``imgscan.store.records`` on first use."""
+    if name in _RECORDS:
+        from imgscan.store import records
+
+        return getattr(records, name)
+    raise AttributeError(name)
