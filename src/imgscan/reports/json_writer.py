@@ -37,7 +37,6 @@ _ASCII = bytes(range(0x7F))
 #: made ``0``: plain ``bytes.find`` runs, several times faster than a regex over the whole
 #: report; strings match too, ``_odd_numbers`` looks closer
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_EXPONENTS = (b"0e-", b"0e0", b".e-", b".e0")
 _TINY = b"0.0000"
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
@@ -81,15 +80,21 @@ def _odd_numbers(raw: bytes) -> bool:
     and ``float.__repr__`` may differ)? Indented output has one scalar per line, and a line
     whose value is a string ends with a quote, so a candidate is checked by its line."""
     zeroed = raw.translate(_DIGITS_AS_ZERO)
-    for text, needle in [*((zeroed, e) for e in _EXPONENTS), (raw, _TINY)]:
+    for text, needle in ((zeroed, b"0e"), (zeroed, b".e"), (raw, _TINY)):
         at = text.find(needle)
         while at >= 0:
-            start = raw.rfind(b"\n", 0, at) + 1
-            end = raw.find(b"\n", at)
-            if not raw[start:end if end >= 0 else len(raw)].rstrip(b",").endswith(b'"'):
+            if (needle == _TINY or zeroed[at + 2:at + 3] in (b"-", b"0")) \
+                    and not _string_line(raw, at):
                 return True
             at = text.find(needle, at + 1)
     return False
+
+
+def _string_line(raw: bytes, at: int) -> bool:
+    """Is the value on the line of ``raw[at]`` a string (the line ends with a quote)?"""
+    start = raw.rfind(b"\n", 0, at) + 1
+    end = raw.find(b"\n", at)
+    return raw[start:end if end >= 0 else len(raw)].rstrip(b",").endswith(b'"')
 
 
 def _escape(ch: str) -> str:
