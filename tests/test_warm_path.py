@@ -248,6 +248,7 @@ def test_a_missing_image_is_the_same_error(warm, tmp_path):
     ["scan", "x", "--", "y"], ["scan", "x", "--baseline", "/nonexistent.json"],
     ["scan", "x", "--rules", "/nonexistent"], ["scan", "x", "--tls-verify", "maybe"],
     ["scan", "x", "--max-age-days", "0"], ["scan", "x", "-o"], ["--quiet", "scan", "x"],
+    ["scan", "x", "--creds", "u:p", "--registry-token", "t"],
 ])
 def test_unusual_command_lines_go_to_click(warm, tmp_path, argv):
     from imgscan.cli_scan import parse as parse_scan
@@ -261,6 +262,7 @@ def test_unusual_command_lines_go_to_click(warm, tmp_path, argv):
 
 @pytest.mark.parametrize("extra", [
     [], ["--format", "json", "-o", "r.json", "--fail-on", "high", "-w", "--packages"],
+    ["--registry-token=tok", "--tls-verify=true"],
     ["--format=sarif=s.sarif", "--format", "table", "--rules", "{tmp}", "--rules", "{tmp}",
      "--disable-rule", "a", "--jobs=3", "--max-entries", "7", "--max-layer-size", "99",
      "--platform", "linux/arm64/v8", "--keep", "--tls-verify", "false", "--creds", "u:p",

@@ -8,8 +8,8 @@ importing click and building the command table would be a third of it. The commo
 and run by the same body (``cli_values.scan_one``). Anything else goes to click unchanged:
 ``--help``, ``--all``, ``--atomic-*``, ``--cache``, ``--vulns``, short options other than a
 lone ``-o FILE`` or ``-w``, ``--``, a repeated single option, a value click would reject (a
-file where a directory is wanted, a number out of range, ...) and a missing or extra
-argument; click then gives its usual messages and exit codes.
+file where a directory is wanted, a number out of range, ...), options that exclude each
+other and a missing or extra argument; click then gives its usual messages and exit codes.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ _OPTIONS: dict[str, tuple[str, str]] = {
     "--max-entries": ("max_entries", "int:1"),
     "--max-layer-size": ("max_layer_size", "int:1"),
     "--creds": ("creds", "str"),
+    "--registry-token": ("registry_token", "str"),
     "--authfile": ("authfile", "path:f"),
     "--tls-verify": ("tls_verify", "bool"),
     "--cert-dir": ("cert_dir", "path:de"),
@@ -60,7 +61,8 @@ _DEFAULTS: dict[str, Any] = {
     "max_entries": 2_000_000, "max_layer_size": 64 << 30, "tls_verify": True,
     "authfile": None, "cert_dir": None, "keep": False, "root": None, "platform": None,
 }
-_ENV = {"root": "IMGSCAN_ROOT", "creds": "IMGSCAN_CREDS"}
+_ENV = {"root": "IMGSCAN_ROOT", "creds": "IMGSCAN_CREDS",
+        "registry_token": "IMGSCAN_REGISTRY_TOKEN"}
 _BOOLS = {"true": True, "false": False}
 
 
@@ -141,6 +143,8 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
         if key == "root" and env and not _path_ok(env, "d"):
             return None
     kw.update(given)
+    if kw["creds"] is not None and kw["registry_token"] is not None:
+        return None  # click's usage error
     return args[0], kw
 
 
