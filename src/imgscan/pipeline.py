@@ -57,11 +57,19 @@ def gate_and_write(report: Report, gate: GateConfig, outputs: Sequence[OutputSpe
     outcome = gate.run(report)
     stream = stdout or sys.stdout
     for spec in outputs:
+        text = None
+        if spec.format == "json":  # a warm hit's JSON comes mostly from the report cache
+            from imgscan import jsonhead
+
+            text = jsonhead.json_text(report, outcome.report, gate, options)
         if spec.path is None:
-            get_writer(spec.format, options).write(outcome.report, stream)
+            if text is None:
+                get_writer(spec.format, options).write(outcome.report, stream)
+            else:
+                stream.write(text)
             stream.flush()
         else:
-            write_file(outcome.report, spec.format, spec.path, options)
+            write_file(outcome.report, spec.format, spec.path, options, text=text)
     return outcome
 
 

@@ -131,9 +131,10 @@ class Scanner:
             hit = reportcache.get(cache_root, key)
             if hit is not None:
                 self.stats.cache_hits += len(layers) * sum(not k.is_post for k in known)
-                return replace(hit, timings={"analyze": 0.0, "merge": 0.0, "post": 0.0,
-                                             "total": round(time.monotonic() - t0, 4)},
-                               created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+                fresh = replace(hit, timings={"analyze": 0.0, "merge": 0.0, "post": 0.0,
+                                              "total": round(time.monotonic() - t0, 4)},
+                                created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+                return reportcache.mark(fresh, cache_root, key)
         from imgscan.analyzers.layerview import LayerSetView
         from imgscan.analyzers.stream import capture_patterns
 
@@ -163,7 +164,8 @@ class Scanner:
                                        if w.message.startswith("analyzer failed")):
             key = reportcache.report_key(config, layers, image, self.identities(),
                                          self.options, __version__)  # as loaded
-            reportcache.put(cache_root, key, report)  # type: ignore[arg-type]
+            if reportcache.put(cache_root, key, report):  # type: ignore[arg-type]
+                reportcache.mark(report, cache_root, key)  # type: ignore[arg-type]
         return report
 
     def _analyze_layers(self, layers: Sequence[Any], state: list[_Layer],

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pickle
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +59,8 @@ def get(cache_root: str, key: str) -> Report | None:
     return report if isinstance(report, Report) else None
 
 
-def put(cache_root: str, key: str, report: Report) -> None:
+def put(cache_root: str, key: str, report: Report) -> bool:
+    """Keep ``report`` under ``key``; best effort (False: not kept)."""
     directory = os.path.join(cache_root, "reports")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -67,4 +69,62 @@ def put(cache_root: str, key: str, report: Report) -> None:
             pickle.dump(report, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, _path(cache_root, key))
     except (OSError, pickle.PicklingError):
-        pass  # best effort
+        return False
+    return True
+
+
+# -- the JSON document of a cached report ----------------------------------------------------
+#: A cached report's JSON document changes from one warm run to the next only in its last
+#: fields (``timings``, ``created``, ``schema_version``), so the text before them is kept
+#: next to the pickle (``imgscan.jsonhead`` writes and splices it). Which cached report a
+#: value is, is remembered here by its id (not on the value: it would travel in a pickle).
+_ORIGINS: dict[int, tuple[weakref.ref[Report], str, str]] = {}
+
+
+def mark(report: Report, cache_root: str, key: str) -> Report:
+    """Remember that ``report`` is the cached report ``key`` (with its own times)."""
+    _ORIGINS[id(report)] = (weakref.ref(report), cache_root, key)
+    weakref.finalize(report, _ORIGINS.pop, id(report), None)
+    return report
+
+
+def origin(report: Report) -> tuple[str, str] | None:
+    """(cache root, key) of the cached report that ``report`` is, else None."""
+    found = _ORIGINS.get(id(report))
+    if found is None or found[0]() is not report:
+        return None
+    return found[1], found[2]
+
+
+def _head_path(cache_root: str, key: str, stamp: str) -> str:
+    return os.path.join(cache_root, "reports", f"{key}.{stamp}.json-head")
+
+
+def get_head(cache_root: str, key: str, stamp: str) -> str | None:
+    """The kept JSON text (ours, written by nobody else), or None."""
+    try:
+        fd = os.open(_head_path(cache_root, key, stamp), os.O_RDONLY | os.O_NOFOLLOW
+                     | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return None
+        try:
+            return f.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+
+def put_head(cache_root: str, key: str, stamp: str, text: str) -> None:
+    """Keep ``text`` for the report ``key``; best effort, like ``put``."""
+    directory = os.path.join(cache_root, "reports")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, tmp = mkstemp(directory)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
+        os.replace(tmp, _head_path(cache_root, key, stamp))
+    except OSError:
+        pass

@@ -83,6 +83,12 @@ def _entry_points() -> dict[str, EntryPointRow]:
     return found
 
 
+def format_entry_point(name: str) -> str | None:
+    """``module:attr`` of the writer registered for ``name`` (without importing it)."""
+    ep = _entry_points().get(name)
+    return ep.value if ep is not None else None
+
+
 def available_formats() -> list[str]:
     """Built-in format names first, then plugin names (sorted), without importing plugins."""
     names = [f.value for f in ReportFormat]
@@ -191,11 +197,13 @@ def render(report: Report, name: str, options: WriterOptions | None = None) -> s
 
 
 def write_file(report: Report, name: str, path: Path,
-               options: WriterOptions | None = None) -> None:
+               options: WriterOptions | None = None, text: str | None = None) -> None:
     """Write a report atomically: rendered completely, then renamed into place, so a failed
     run never leaves half a file for a CI step to pick up. Text that cannot be encoded (lone
-    surrogates from undecodable file names) is written as backslash escapes."""
-    text = render(report, name, options)
+    surrogates from undecodable file names) is written as backslash escapes. ``text``: the
+    document, already rendered."""
+    if text is None:
+        text = render(report, name, options)
     path = Path(path)
     if path.exists() and not path.is_file():
         # /dev/null, /dev/stdout, a FIFO: write into it; renaming over it would replace the
