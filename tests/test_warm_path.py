@@ -350,3 +350,29 @@ def test_a_kept_text_writable_by_others_is_not_used(tmp_path):
     os.chmod(tmp_path / "reports" / "k.s.json-head", 0o666)
     assert reportcache.get_head(str(tmp_path), "k", "s") is None
     assert reportcache.get_head(str(tmp_path), "k", "other") is None
+
+
+def test_the_entry_point_fingerprint_sees_a_distribution_added_in_the_process(tmp_path,
+                                                                              monkeypatch):
+    from imgscan import entrypoints
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = entrypoints.fingerprint()
+    assert entrypoints.fingerprint() == before  # remembered within the process
+    dist = tmp_path / "late-1.0.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text("[imgscan.reports]\nlate = late:W\n")
+    os.utime(tmp_path, ns=(1, os.stat(tmp_path).st_mtime_ns + 1))  # a coarse clock
+    assert entrypoints.fingerprint() != before
+
+
+def test_mkstemp_makes_a_new_private_file(tmp_path):
+    from imgscan.atomic import mkstemp
+
+    fd, path = mkstemp(str(tmp_path), prefix=".x-", suffix=".tmp")
+    os.close(fd)
+    fd2, path2 = mkstemp(str(tmp_path), prefix=".x-", suffix=".tmp")
+    os.close(fd2)
+    assert path != path2 and os.path.isabs(path)
+    assert os.path.basename(path).startswith(".x-") and path.endswith(".tmp")
+    assert os.stat(path).st_mode & 0o777 == 0o600
