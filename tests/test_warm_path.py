@@ -248,7 +248,7 @@ def test_a_missing_image_is_the_same_error(warm, tmp_path):
     ["scan", "x", "--", "y"], ["scan", "x", "--baseline", "/nonexistent.json"],
     ["scan", "x", "--rules", "/nonexistent"], ["scan", "x", "--tls-verify", "maybe"],
     ["scan", "x", "--max-age-days", "0"], ["scan", "x", "-o"], ["--quiet", "scan", "x"],
-    ["scan", "x", "--creds", "u:p", "--registry-token", "t"],
+    ["scan", "x", "--creds", "u:p", "--registry-token", "t"], ["scan", ""],
 ])
 def test_unusual_command_lines_go_to_click(warm, tmp_path, argv):
     from imgscan.cli_scan import parse as parse_scan

@@ -134,7 +134,7 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
             given[key] = (*given.get(key, ()), converted)
         else:
             given[key] = converted
-    if len(args) != 1:
+    if len(args) != 1 or not args[0]:  # an empty IMAGE: click's "give exactly one of"
         return None
     kw = {**_DEFAULTS}
     for key, var in _ENV.items():
