@@ -376,3 +376,18 @@ def test_mkstemp_makes_a_new_private_file(tmp_path):
     assert path != path2 and os.path.isabs(path)
     assert os.path.basename(path).startswith(".x-") and path.endswith(".tmp")
     assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_the_rules_key_is_remembered_only_for_settled_files(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text(RULE)
+    first = rulecache.rules_key([f], "x")
+    f.write_text(RULE.replace("{12}", "{10}"))  # same size, maybe the same mtime tick
+    assert rulecache.rules_key([f], "x") != first
+    old = os.stat(f).st_mtime_ns - 10_000_000_000
+    os.utime(f, ns=(old, old))
+    settled = rulecache.rules_key([f], "x")
+    assert any(k[-1] == "x" and k[0][0] == str(f) for k in rulecache._KEYS)
+    assert rulecache.rules_key([f], "x") == settled
+    f.write_text(RULE)  # written again: a new mtime, read again
+    assert rulecache.rules_key([f], "x") == first

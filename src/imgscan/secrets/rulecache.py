@@ -17,6 +17,7 @@ import hashlib
 import os
 import pickle
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,28 @@ def is_cached(key: str) -> bool:
         os.close(fd)
 
 
+#: (files with their size, mtime and inode, extra) -> key: one warm scan asks for the key
+#: of the same files three times (options, analyzer identities, rules). Only files last
+#: written over two seconds ago are remembered (git's "racy" rule: a file written twice
+#: within one tick of the file system's clock keeps its mtime), and a file written since
+#: has another mtime, so it is read again.
+_KEYS: dict[tuple[object, ...], str] = {}
+_SETTLED_NS = 2_000_000_000
+
+
 def rules_key(files: Iterable[Path], extra: str) -> str | None:
     """A digest of every rule file's path and content (None when one cannot be read:
     the uncached load then reports the problem)."""
+    files = list(files)
+    try:
+        stats = [(str(p), st.st_size, st.st_mtime_ns, st.st_ino)
+                 for p, st in ((p, p.stat()) for p in files)]
+        seen = (*stats, extra)
+    except OSError:
+        return None
+    known = _KEYS.get(seen)
+    if known is not None:
+        return known
     h = hashlib.sha256(f"rulecache:{CACHE_FORMAT}\n{extra}\n".encode())
     try:
         for p in files:
@@ -138,7 +158,10 @@ def rules_key(files: Iterable[Path], extra: str) -> str | None:
             h.update(b"\n\0")
     except OSError:
         return None
-    return h.hexdigest()
+    key = h.hexdigest()
+    if all(mtime < time.time_ns() - _SETTLED_NS for _, _, mtime, _ in stats):
+        _KEYS[seen] = key
+    return key
 
 
 def cached(key: str | None, load: Callable[[], Any]) -> Any:
