@@ -227,16 +227,21 @@ def import_costs(cmd: list[str], env: dict[str, str], runs: int = 5) -> str:
 
 
 #: what a warm hit does, for the section (kept next to the code that measures it)
-WARM_PATH = """What a warm `imgscan scan` does (the same as Trivy's warm run, which reads the
-layout's index, manifest and config, finds every layer and the artifact in its cache, and
-writes the packages and secrets from there): `cli_scan` parses the command line without
-click (anything unusual goes to click), the gate and the outputs are set up (no TOML read
-without an ignore/policy file), the OCI layout's index, manifest and config are read and
-verified, the report key (config, layers, analyzer identities remembered per user, options,
-rules content key, version, date) finds the assembled report in the store's cache, the gate
-judges it and the JSON writer (orjson) writes it, atomically and fsynced, to `-o FILE`. No
-analyzer, secrets engine, tar reader, registry client, worker pool, `importlib.metadata`,
-click or TOML parser is imported (`tests/test_warm_path.py` checks it)."""
+WARM_PATH = """What each warm run does. Trivy (traced with `strace`): reads the layout's
+`index.json`, the manifest and the config, finds the artifact and each layer's results in
+its cache (`fanal.db`), merges the layers' results again and writes the packages and secrets
+as JSON. imgscan: `cli_scan` parses the command line without click (anything unusual goes
+to click), the gate and the outputs are set up (no TOML read without an ignore file, a
+baseline or a policy), the layout's `index.json`, manifest and config are read and verified
+by digest, the report key (config, layers, analyzer identities remembered per user,
+options, the rules' content key, imgscan's version, the date) finds the assembled report in
+the store's cache, the gate judges it, and the JSON document is written atomically and
+fsynced to `-o FILE`: the text kept the first time this report was rendered (`jsonhead`:
+used only when the gate changed nothing), followed by this run's `timings` and `created`.
+Neither tool reads a layer blob. No analyzer, secrets engine, tar reader, registry client,
+worker pool, `importlib.metadata`, click, TOML parser, JSON writer or orjson is imported
+(`tests/test_warm_path.py` checks it, and that the output is byte for byte click's path's
+and a full render's)."""
 
 
 def cmd_label(cmd: list[str]) -> str:
