@@ -22,6 +22,7 @@ from typing import Any
 
 from imgscan.atomic import mkstemp
 from imgscan.model import Report
+from imgscan.usercache import trusted
 
 FORMAT = "1"
 
@@ -43,34 +44,52 @@ def _path(cache_root: str, key: str) -> str:
     return os.path.join(cache_root, "reports", f"{key}.pickle")
 
 
-def get(cache_root: str, key: str) -> Report | None:
+def _read_own(path: str) -> bytes | None:
+    """The file's bytes when it is ours and writable by nobody else (it is unpickled)."""
     try:
-        fd = os.open(_path(cache_root, key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        if not trusted(f.fileno()):
             return None
         try:
-            report = pickle.load(f)  # our own file, checked above
-        except Exception:
+            return f.read()
+        except OSError:
             return None
+
+
+def _write(path: str, data: bytes) -> bool:
+    """Atomically, best effort (False: not written)."""
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd, tmp = mkstemp(os.path.dirname(path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        return False
+    return True
+
+
+def get(cache_root: str, key: str) -> Report | None:
+    data = _read_own(_path(cache_root, key))
+    if data is None:
+        return None
+    try:
+        report = pickle.loads(data)  # our own file, checked above
+    except Exception:
+        return None
     return report if isinstance(report, Report) else None
 
 
 def put(cache_root: str, key: str, report: Report) -> bool:
     """Keep ``report`` under ``key``; best effort (False: not kept)."""
-    directory = os.path.join(cache_root, "reports")
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = mkstemp(directory)
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(report, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, _path(cache_root, key))
-    except (OSError, pickle.PicklingError):
+        data = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
+    except pickle.PicklingError:
         return False
-    return True
+    return _write(_path(cache_root, key), data)
 
 
 # -- the JSON document of a cached report ----------------------------------------------------
@@ -102,29 +121,13 @@ def _head_path(cache_root: str, key: str, stamp: str) -> str:
 
 def get_head(cache_root: str, key: str, stamp: str) -> str | None:
     """The kept JSON text (ours, written by nobody else), or None."""
+    data = _read_own(_head_path(cache_root, key, stamp))
     try:
-        fd = os.open(_head_path(cache_root, key, stamp), os.O_RDONLY | os.O_NOFOLLOW
-                     | os.O_CLOEXEC)
-    except OSError:
+        return data.decode("utf-8") if data is not None else None
+    except UnicodeDecodeError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            return None
-        try:
-            return f.read().decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
 
 
 def put_head(cache_root: str, key: str, stamp: str, text: str) -> None:
     """Keep ``text`` for the report ``key``; best effort, like ``put``."""
-    directory = os.path.join(cache_root, "reports")
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = mkstemp(directory)
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-        os.replace(tmp, _head_path(cache_root, key, stamp))
-    except OSError:
-        pass
+    _write(_head_path(cache_root, key, stamp), text.encode("utf-8"))
