@@ -205,6 +205,12 @@ def test_bad_sockets(kind, tmp_path) -> None:  # type: ignore[no-untyped-def]
         elif url == "/_ping":
             conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nConnection: close\r\n"
                          b"Content-Length: 2\r\n\r\nOK")
+        elif url.endswith("/json"):  # inspect answers; the stream is what fails
+            body = json.dumps({"Id": "sha256:" + "a" * 64,
+                               "RootFS": {"Type": "layers", "Layers": []}}).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+                         + body)
         elif kind == "empty":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")

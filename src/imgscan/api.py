@@ -222,11 +222,11 @@ def _scan_image_ref(scanner: Scanner, ref: str, store: Store, platform: str | Pl
                     keep: bool, registry_opts: RegistryOptions) -> Report:
     """A stored image from the store; a transport reference streamed from its blobs (or,
     with ``keep``, imported first and then read from the store). ``containers-storage:``
-    is read in place unless ``keep``."""
-    if ref.startswith("containers-storage:") and not keep:
-        from imgscan.otherstores import scan_containers_storage
+    is read in place and ``docker-daemon:`` as its save stream arrives, unless ``keep``."""
+    if is_other_store_ref(ref) and not keep:
+        from imgscan.otherstores import scan_other
 
-        return scan_containers_storage(ref, scanner, store)
+        return scan_other(ref, scanner, store)
     if is_transport_ref(ref) and not keep:
         image = open_source(ref, platform, **registry_opts)
         try:
