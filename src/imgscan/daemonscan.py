@@ -41,22 +41,26 @@ def scan_daemon_image(name: str, scanner: Any, cache_root: str | None, limits: A
         hit = cached_report(scanner, told, len(diff_ids), cache_root)
         if hit is not None:
             return hit
+        from concurrent.futures import ThreadPoolExecutor
+
         from imgscan.analyzers.sequential import analyze_save_stream
         from imgscan.analyzers.stream import capture_matcher, capture_patterns
         from imgscan.images.docker_stream import SaveStream
         from imgscan.layers.interface import LayerLimits
+        from imgscan.progress import Progress
 
         lim = LayerLimits(limits.max_bytes, limits.max_entries, limits.max_path) if limits \
             else LayerLimits()
-        walk = uncached_layers(scanner, diff_ids, cache_root)
-        capture = capture_matcher(capture_patterns(scanner.post_analyzers))
-        from imgscan.progress import Progress
-
-        with Progress(f"reading {name}", len(set(diff_ids))) as bar, \
-                eng.save_stream(name) as wire:
-            stream = SaveStream(wire, image_id, diff_ids, f"{eng.what}: {name}")
-            config, layers, summary = analyze_save_stream(
-                stream, scanner.file_analyzers, capture, walk, lim, bar)
+        with ThreadPoolExecutor(1) as pool:
+            # the analyzers load and the caches are consulted while the Engine exports the
+            # image: it answers /get only when its export is ready (2 s for 240 MB here)
+            walk = pool.submit(uncached_layers, scanner, diff_ids, cache_root)
+            with Progress(f"reading {name}", len(set(diff_ids))) as bar, \
+                    eng.save_stream(name) as wire:
+                stream = SaveStream(wire, image_id, diff_ids, f"{eng.what}: {name}")
+                capture = capture_matcher(capture_patterns(scanner.post_analyzers))
+                config, layers, summary = analyze_save_stream(
+                    stream, scanner.file_analyzers, capture, walk.result(), lim, bar)
         report: Report = scanner.scan_layers(config, layers, summary, cache_root)
         keep_report(scanner, told, report, cache_root)
         return report
