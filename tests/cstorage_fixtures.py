@@ -9,9 +9,11 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,3 +114,31 @@ def legacy_members(spec: ImageSpec, tags: list[str]) -> list[tuple[tarfile.TarIn
     members.append(tar_file("manifest.json", json.dumps(manifest).encode()))
     members.append(tar_file("repositories", b"{}"))
     return members
+
+
+def serve_unix(path: str, handler: Any) -> threading.Thread:
+    """A one-request-per-connection server on Unix socket ``path``: ``handler(conn, url)``
+    answers each request (an Engine stand-in). ``thread.srv.close()`` stops it."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(8)
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                handler(conn, data.split(b" ")[1].decode() if b" " in data else "")
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    t.srv = srv  # type: ignore[attr-defined]
+    return t

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
@@ -163,30 +162,7 @@ def test_missing_image_in_daemon(loaded, tmp_path) -> None:  # type: ignore[no-u
 
 
 # -- sockets that are not a (working) Docker Engine --------------------------------------
-def _serve(path: str, handler) -> threading.Thread:  # type: ignore[no-untyped-def]
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(8)
-
-    def loop() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                handler(conn, data.split(b" ")[1].decode() if b" " in data else "")
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    t.srv = srv  # type: ignore[attr-defined]
-    return t
+_serve = cf.serve_unix
 
 
 def _no_store_written(root: str) -> bool:

@@ -12,7 +12,6 @@ import os
 import socket
 import tarfile
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,26 +48,7 @@ class FakeEngine:
                  cut: int | None = None) -> None:
         self.path, self.inspect, self.stream, self.cut = path, inspect, stream, cut
         self.gets = 0
-        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.srv.bind(path)
-        self.srv.listen(8)
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                url = data.split(b" ")[1].decode() if b" " in data else ""
-                self._answer(conn, url)
+        self.srv = cf.serve_unix(path, self._answer).srv  # type: ignore[attr-defined]
 
     def _answer(self, conn: socket.socket, url: str) -> None:
         head = "HTTP/1.1 200 OK\r\nConnection: close\r\nApi-Version: 1.41\r\n"

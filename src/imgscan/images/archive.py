@@ -45,14 +45,13 @@ from imgscan.errors import DigestMismatch, ImageError, UnsafeLayerError
 from imgscan.images import mediatypes as mt
 from imgscan.images.compression import HEAD_SIZE, detect_compression, open_decompressed
 from imgscan.images.digest import parse_digest, sha256_digest
-from imgscan.images.docker_manifest import canonical_keys, choose_item, str_list, with_tag
+from imgscan.images.docker_manifest import manifest_item, str_list, with_tag
 from imgscan.images.interface import (
     MAX_CONFIG_BYTES,
     MAX_MANIFEST_BYTES,
     BlobSource,
     Platform,
     SourceImage,
-    load_json,
     parse_config,
 )
 from imgscan.images.oci_layout import LayoutSource, image_from_layout, naming
@@ -383,13 +382,8 @@ def _hash_member(archive: TarArchive, name: str) -> str:
 
 def _from_manifest_json(archive: TarArchive, ref: str | None, index: int | None) -> SourceImage:
     what = archive.description
-    doc = load_json(archive.read("manifest.json", MAX_MANIFEST_BYTES), f"{what}: manifest.json")
-    if not isinstance(doc, list) or not all(isinstance(x, dict) for x in doc):
-        raise ImageError(f"{what}: manifest.json is not a list of objects")
-    item = choose_item([canonical_keys(x) for x in doc], ref, index, what)
-    config_name = item.get("Config")
-    if not isinstance(config_name, str) or not config_name:
-        raise ImageError(f"{what}: manifest.json item has no Config")
+    item, config_name = manifest_item(archive.read("manifest.json", MAX_MANIFEST_BYTES), ref,
+                                      index, what)
     config_name = archive.resolve(clean_name(config_name, what))
     layer_names = [archive.resolve(clean_name(n, what))
                    for n in str_list(item.get("Layers"), f"{what}: manifest.json Layers")]

@@ -37,8 +37,8 @@ from imgscan.errors import DigestMismatch, ImageError
 from imgscan.images.archive import clean_name, resolve_link
 from imgscan.images.compression import HEAD_SIZE, detect_compression
 from imgscan.images.digest import sha256_digest
-from imgscan.images.docker_manifest import canonical_keys, choose_item, str_list, with_tag
-from imgscan.images.interface import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, load_json, parse_config
+from imgscan.images.docker_manifest import manifest_item, str_list, with_tag
+from imgscan.images.interface import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, parse_config
 
 _HEX = r"[0-9a-f]{64}"
 _V1_JSON = re.compile(rf"^({_HEX})/json$")
@@ -177,13 +177,7 @@ class SaveStream:
         raw = self._small.get("manifest.json")
         if raw is None:
             raise ImageError(f"{what}: the save stream has no manifest.json")
-        doc = load_json(raw, f"{what}: manifest.json")
-        if not isinstance(doc, list) or not all(isinstance(x, dict) for x in doc):
-            raise ImageError(f"{what}: manifest.json is not a list of objects")
-        item = choose_item([canonical_keys(x) for x in doc], None, None, what)
-        config_name = item.get("Config")
-        if not isinstance(config_name, str) or not config_name:
-            raise ImageError(f"{what}: manifest.json item has no Config")
+        item, config_name = manifest_item(raw, None, None, what)
         config_name = resolve_link(clean_name(config_name, what), self._links, what)
         raw_config = self._small.get(config_name)
         if raw_config is None:
