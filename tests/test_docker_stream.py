@@ -136,6 +136,48 @@ def test_stream_scan_equals_archive_scan(shape, engine, tmp_path) -> None:  # ty
     assert a.findings and a.packages == b.packages
 
 
+def _gzip_members(spec: ImageSpec, tamper: bool = False
+                  ) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """Docker 25+ with the containerd image store: layers stay compressed blobs named by
+    their own digest, so a layer's diff_id is known only once its bytes have passed."""
+    import gzip
+
+    config = spec.config_json()
+    members = [cf.tar_file("blobs/sha256/" + hashlib.sha256(config).hexdigest(), config)]
+    names: list[str] = []
+    for lay in spec.layers:
+        blob = gzip.compress(lay.tar, mtime=0)
+        name = "blobs/sha256/" + hashlib.sha256(blob).hexdigest()
+        if name not in names:
+            members.append(cf.tar_file(name, gzip.compress(lay.tar + b"\0" * 512, mtime=0)
+                                       if tamper else blob))
+        names.append(name)
+    doc = [{"Config": members[0][0].name, "RepoTags": [NAME], "Layers": names}]
+    return [*members, cf.tar_file("manifest.json", json.dumps(doc).encode()),
+            cf.tar_file("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')]
+
+
+def test_compressed_blobs(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = _image()
+    stream = cf.save_tar(_gzip_members(spec))
+    archive = str(tmp_path / "gz.tar")
+    with open(archive, "wb") as f:
+        f.write(stream)
+    engine(inspect_of(spec), stream)
+    a = api.scan(f"docker-daemon:{NAME}", store=Store(str(tmp_path / "a")))
+    b = api.scan(f"docker-archive:{archive}", store=Store(str(tmp_path / "b")))
+    assert cf._keyed(a) == cf._keyed(b) and _layers(a) == _layers(b) and a.findings
+    assert a.layers[0].digest != a.layers[0].diff_id  # the blob's own digest
+
+
+def test_compressed_blob_not_its_name(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = _image()
+    engine(inspect_of(spec), cf.save_tar(_gzip_members(spec, tamper=True)))
+    r = CliRunner().invoke(main, ["scan", f"docker-daemon:{NAME}", "--root",
+                                  str(tmp_path / "s")])
+    assert r.exit_code == 3 and "digest mismatch" in r.output, r.output
+
+
 def test_warm_rescan_asks_only_inspect(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     spec = _image()
     e = engine(inspect_of(spec), cf.save_tar(cf.legacy_members(spec, [NAME])))
