@@ -212,13 +212,19 @@ def _tampered(kind: str) -> tuple[dict[str, Any], bytes, str]:
         members.append(cf.tar_file("manifest.json", json.dumps(doc).encode()))
         return inspect, cf.save_tar(members), "not in the stream"
     if kind == "config-not-id":
-        return {**inspect, "Id": "sha256:" + "e" * 64}, cf.save_tar(members), "not to the image id"
+        return {**inspect, "Id": "sha256:" + "e" * 64}, cf.save_tar(members), \
+            "is not the image"
+    if kind == "config-bytes":  # named by the image id, but other bytes
+        i = next(k for k, (ti, _) in enumerate(members) if ti.name.endswith(".json")
+                 and "/" not in ti.name and ti.name != "manifest.json")
+        members[i] = cf.tar_file(members[i][0].name, members[i][1].replace(b"base", b"bass"))
+        return inspect, cf.save_tar(members), "not to the image id"
     assert kind == "cut"
     return inspect, cf.save_tar(members), "broke off"
 
 
 @pytest.mark.parametrize("kind", ["layer-bytes", "no-manifest", "absent-layer",
-                                  "config-not-id", "cut"])
+                                  "config-not-id", "config-bytes", "cut"])
 def test_tampered_stream(kind, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """One line, exit 3; nothing cached (no layer result, index or report), nothing stored."""
     inspect, stream, want = _tampered(kind)

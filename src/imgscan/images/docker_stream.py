@@ -19,8 +19,8 @@ gives the directory's name is the layer's position. That is a proof, not a guess
 fails the layer is simply "not known yet". Either way every layer's bytes are hashed as they
 pass and must equal the diff_id that the verified config gives its position.
 
-Nothing is written anywhere: small JSON members (manifest.json, the config) are held in
-memory under size caps, layers are handed to the consumer as streams and never held.
+Nothing is written anywhere: small JSON members (manifest.json, the image's own config) are held
+in memory under size caps, layers are handed to the consumer as streams and never held.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from imgscan.errors import DigestMismatch, ImageError
-from imgscan.images.archive import clean_name, resolve_link
+from imgscan.images.archive import MAX_MEMBERS, clean_name, resolve_link
 from imgscan.images.compression import HEAD_SIZE, detect_compression
 from imgscan.images.digest import sha256_digest
 from imgscan.images.docker_manifest import manifest_item, str_list, with_tag
@@ -43,7 +43,6 @@ from imgscan.images.interface import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, parse
 _HEX = r"[0-9a-f]{64}"
 _V1_JSON = re.compile(rf"^({_HEX})/json$")
 _V1_LAYER = re.compile(rf"^({_HEX})/layer\.tar$")
-_CONFIG_JSON = re.compile(rf"^{_HEX}\.json$")
 _BLOB = re.compile(rf"^blobs/sha256/({_HEX})$")
 #: a legacy ``<v1id>/json`` is a few hundred bytes; the top one carries the image config
 MAX_V1_JSON = 1 << 20
@@ -92,6 +91,7 @@ class SaveStream:
         self._layers: set[str] = set()
         self._seen: set[str] = set()
         self._v1: dict[str, int] = {}
+        self._config_json = image_id.partition(":")[2] + ".json"
         self._chains = _chain_ids(self.diff_ids) if len(self.diff_ids) <= MAX_PROVEN_LAYERS \
             else []
 
@@ -120,6 +120,8 @@ class SaveStream:
             return None
         if name in self._seen:
             raise ImageError(f"{self.what}: member {name!r} appears twice")
+        if len(self._seen) >= MAX_MEMBERS:
+            raise ImageError(f"{self.what}: more than {MAX_MEMBERS} members")
         self._seen.add(name)
         if ti.issym() or ti.islnk():
             self._links[name] = (ti.issym(), ti.linkname)
@@ -129,10 +131,10 @@ class SaveStream:
         f: BinaryIO = tar.extractfile(ti)  # type: ignore[assignment]
         if name == "manifest.json":
             self._small[name] = self._read(f, ti, MAX_MANIFEST_BYTES)
-        elif _CONFIG_JSON.match(name):
+        elif name == self._config_json:  # only the image's own config is held
             self._small[name] = self._read(f, ti, MAX_CONFIG_BYTES)
-        elif m := _V1_JSON.match(name):
-            pos = _v1_position(m[1], self._read(f, ti, MAX_V1_JSON), self._chains)
+        elif (m := _V1_JSON.match(name)) and ti.size <= MAX_V1_JSON:
+            pos = _v1_position(m[1], f.read(), self._chains)
             if pos is not None:
                 self._v1[m[1]] = pos
         elif m := _V1_LAYER.match(name):
@@ -145,7 +147,7 @@ class SaveStream:
 
     def _blob(self, name: str, digest: str, f: BinaryIO, ti: tarfile.TarInfo
               ) -> Arrival | None:
-        if digest == self.image_id:
+        if digest == self.image_id:  # only the image's own config is held
             self._small[name] = self._read(f, ti, MAX_CONFIG_BYTES)
             return None
         if digest in self.diff_ids:  # an uncompressed layer: its name is its diff_id
@@ -180,6 +182,9 @@ class SaveStream:
         item, config_name = manifest_item(raw, None, None, what)
         config_name = resolve_link(clean_name(config_name, what), self._links, what)
         raw_config = self._small.get(config_name)
+        if raw_config is None and config_name in self._seen:
+            raise DigestMismatch(f"{what}: the stream's config {config_name} is not the "
+                                 f"image {self.image_id} the Engine gave")
         if raw_config is None:
             raise ImageError(f"{what}: manifest.json names config {config_name}, which is "
                              "not in the stream")
