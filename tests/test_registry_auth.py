@@ -56,6 +56,8 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     ts = rf.TokenServer(rf.self_signed("token-signer"), users={USER: PASSWORD})
     with rf.run_registry(tmp, storage) as anon, rf.run_token_server(ts):
         rf.skopeo_push(layout, f"{anon.host}/test/img:v1")
+        w.spec_digest = open_registry_image(f"{anon.host}/test/img:v1", tls_verify=False,
+                                            options=FAST).manifest_digest
         basic_auth = {"htpasswd": {"realm": "imgscan-test", "path": htpasswd}}
         token_auth = ts.registry_auth(os.path.join(tmp, "bundle.pem"))
         with rf.run_registry(tmp, storage, auth=basic_auth) as basic, \
@@ -320,3 +322,76 @@ def test_parallel_blob_reads_share_one_token(world: AuthWorld, home, token_serve
     assert results[1] == img.raw_config
     assert len({len(r) for r in results[0::2]}) == 1
     assert len([r for r in token_server.requests if r["scope"]]) == 1
+
+
+# -- registry tokens (issued elsewhere, e.g. by Harbor) -----------------------------------------
+
+
+def _issued(world: AuthWorld, repo: str = "test/img") -> str:
+    """A pull token as Harbor hands one to a scanner: issued by the registry's token service
+    for ``repo``, before imgscan runs."""
+    return world.ts.issue([f"repository:{repo}:pull"], USER)
+
+
+def test_registry_token_is_sent_as_is(world: AuthWorld, home, token_server) -> None:
+    img = _open(f"{world.token.host}/test/img:v1", registry_token=_issued(world))
+    with img.open_layer(img.layers[0]) as f:
+        assert f.read()
+    assert img.diff_ids == [world.spec.layers[0].diff_id]
+    assert token_server.requests == []  # no token-server round trip
+
+
+def test_registry_token_refused_is_one_clear_error(world: AuthWorld, home,
+                                                   token_server) -> None:
+    host = world.token.host
+    wrong = _issued(world, "other/repo")  # valid signature, no access to test/img
+    with pytest.raises(RegistryAuthError) as e:
+        _open(f"{host}/test/img:v1", registry_token=wrong)
+    assert str(e.value) == f"registry {host}: authentication failed (401) for test/img:v1"
+    assert wrong not in str(e.value)
+    with pytest.raises(RegistryAuthError):  # a Basic-only registry: a token is no password
+        _open(f"{world.basic.host}/test/img:v1", registry_token=_issued(world))
+
+
+def test_registry_token_from_auth_file_and_cli(world: AuthWorld, home, token_server,
+                                               tmp_path) -> None:
+    import clihelp
+
+    host = world.token.host
+    token = _issued(world)
+    authfile = _write(tmp_path / "auth.json", {"auths": {host: {"registrytoken": token}}})
+    assert _open(f"{host}/test/img:v1", authfile=authfile).manifest_digest
+    ref = f"docker://{host}/test/img:v1"
+    root = str(tmp_path / "root")
+    r = clihelp.imgscan("scan", ref, "--tls-verify", "false", "--format", "json",
+                        env={"IMGSCAN_REGISTRY_TOKEN": token}, root=root)
+    assert r.code in (0, 1), r.err
+    assert json.loads(r.out)["image"]["digest"]
+    assert token not in r.out + r.err
+    r = clihelp.imgscan("scan", ref, "--tls-verify", "false", "--registry-token", "a b",
+                        root=root)
+    assert r.code == 2 and "registry token" in r.err
+    r = clihelp.imgscan("scan", ref, "--creds", f"{USER}:{PASSWORD}", "--registry-token", token,
+                        root=root)
+    assert r.code == 2 and "--creds and --registry-token" in r.err
+
+
+def test_harbor_bearer_pull_credential_reaches_the_scan(world: AuthWorld, home, token_server,
+                                                       tmp_path) -> None:
+    from imgscan.server import harbor
+    from imgscan.server.jobs import ScanSettings, new_job, scan_report
+
+    token = _issued(world)
+    req = harbor.parse_scan_request({
+        "registry": {"url": f"http://{world.token.host}", "authorization": f"Bearer {token}"},
+        "artifact": {"repository": "test/img", "digest": world.spec_digest}})
+    assert req.registry_token == token and req.creds is None and token not in repr(req)
+    job = new_job(req.ref, req.digest, ["json"], registry_token=req.registry_token,
+                  tls_verify=False)
+    report = scan_report(job, ScanSettings(root=str(tmp_path / "root")))
+    assert report.image.digest == world.spec_digest
+    assert token_server.requests == []
+    with pytest.raises(harbor.RequestError, match="one word"):
+        harbor.parse_scan_request({
+            "registry": {"url": f"http://{world.token.host}", "authorization": "Bearer a b"},
+            "artifact": {"repository": "test/img", "digest": world.spec_digest}})

@@ -104,6 +104,9 @@ def registry_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--creds", metavar="USER:PASS", envvar="IMGSCAN_CREDS",
                      help="Registry credentials (else auth files: --authfile, "
                      "$REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)."),
+        click.option("--registry-token", metavar="TOKEN", envvar="IMGSCAN_REGISTRY_TOKEN",
+                     help="A bearer token already issued for the registry (sent as is, no "
+                     "token server; e.g. Harbor's pull token). Not with --creds."),
         click.option("--authfile", type=click.Path(dir_okay=False),
                      help="Registry auth file (containers auth.json / docker config.json)."),
         click.option("--tls-verify", type=click.BOOL, default=True, show_default=True,
@@ -119,7 +122,10 @@ def registry_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _registry_opts(kw: dict[str, Any]) -> dict[str, Any]:
     """Pop the registry options out of a command's keyword arguments."""
-    out = {k: kw.pop(k) for k in ("creds", "authfile", "tls_verify", "cert_dir")}
+    keys = ("creds", "registry_token", "authfile", "tls_verify", "cert_dir")
+    out = {k: kw.pop(k) for k in keys}
+    if out["creds"] is not None and out["registry_token"] is not None:
+        raise click.UsageError("--creds and --registry-token exclude each other")
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -67,15 +67,33 @@ def _read_head(raw: BinaryIO, n: int) -> bytes:
     return head
 
 
-class _Prefixed(io.RawIOBase):
+class _WrappingReader(io.RawIOBase):
+    """A readable raw stream over ``self._raw`` whose subclasses define ``read``: serves
+    ``readinto`` from it and closes the source with itself."""
+
+    _raw: ByteReader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+class _Prefixed(_WrappingReader):
     """Gives back bytes already read from a stream before the rest of it."""
 
     def __init__(self, head: bytes, raw: ByteReader) -> None:
         self._head = head
         self._raw = raw
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
@@ -90,19 +108,8 @@ class _Prefixed(io.RawIOBase):
             return data
         return self._raw.read(n)
 
-    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
 
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
-
-
-class _Decompressed(io.RawIOBase):
+class _Decompressed(_WrappingReader):
     """Common part of the decompressing readers: a pending output buffer served by ``read``."""
 
     what = "compressed"
@@ -113,9 +120,6 @@ class _Decompressed(io.RawIOBase):
         self._out = b""
         self._pos = 0  # served up to here: small reads never copy the rest of the chunk
         self._eof = False
-
-    def readable(self) -> bool:
-        return True
 
     def _produce(self) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -137,17 +141,6 @@ class _Decompressed(io.RawIOBase):
             return data
         self._pos = min(start + n, len(self._out))
         return self._out[start:self._pos]
-
-    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
 
 
 class GzipReader(_Decompressed):

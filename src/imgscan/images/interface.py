@@ -29,6 +29,7 @@ class RegistryOptions(TypedDict, total=False):
     read them; every other source ignores them."""
 
     creds: str | None
+    registry_token: str | None
     authfile: str | None
     tls_verify: bool
     cert_dir: str | None

@@ -154,7 +154,7 @@ def create_app(config: ServeConfig, store: JobStore | None = None,
         label = f"{req.host}/{req.repository}" + (f":{req.tag}" if req.tag else
                                                   f"@{req.digest}")
         job = new_job(req.ref, req.digest, HARBOR_FORMATS, vulns=config.vulns,
-                      label=label, creds=req.creds,
+                      label=label, creds=req.creds, registry_token=req.registry_token,
                       tls_verify=config.tls_verify and not req.plain_http,
                       meta={"artifact": req.artifact(), "sbom": list(req.sbom_media_types)})
         try:

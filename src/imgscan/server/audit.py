@@ -218,6 +218,7 @@ def _scan_here(t: AuditTarget, wanted: list[str], formats: Sequence[str],
                registry_opts: dict[str, Any]) -> AuditEntry:
     job = new_job(t.ref, t.digest, wanted, vulns=vulns, label=t.label,
                   creds=registry_opts.get("creds"),
+                  registry_token=registry_opts.get("registry_token"),
                   tls_verify=registry_opts.get("tls_verify", True))
     try:
         outputs = render(scan_report(job, settings), wanted)
@@ -242,6 +243,7 @@ def _fan_out(queue_url: str, targets: Sequence[AuditTarget], wanted: list[str],
     store = JobStore(connect(queue_url))
     jobs = {t.digest: new_job(t.ref, t.digest, wanted, vulns=vulns, label=t.label,
                               creds=registry_opts.get("creds"),
+                  registry_token=registry_opts.get("registry_token"),
                               tls_verify=registry_opts.get("tls_verify", True))
             for t in targets}
     by_digest = {t.digest: t for t in targets}

@@ -112,8 +112,10 @@ def scanner_info() -> dict[str, str]:
 # -- scan requests -------------------------------------------------------------------------------
 @dataclass(frozen=True, repr=False)
 class ScanRequest:
-    """A validated ``ScanRequest``. ``creds`` is the pull credential as ``USER:PASS`` (from
-    Harbor's ``Basic`` robot-account authorization); it never appears in a repr or a log."""
+    """A validated ``ScanRequest``. The pull credential is ``creds`` as ``USER:PASS`` (from
+    Harbor's ``Basic`` robot-account authorization) or ``registry_token`` (from a ``Bearer``
+    authorization: a token Harbor issued for its registry, sent to it as is); neither ever
+    appears in a repr or a log."""
 
     registry_url: str
     host: str
@@ -125,6 +127,7 @@ class ScanRequest:
     creds: str | None = None
     capabilities: tuple[str, ...] = ("vulnerability", "sbom")
     sbom_media_types: tuple[str, ...] = SBOM_MEDIA_TYPES
+    registry_token: str | None = None
 
     def __repr__(self) -> str:
         return f"ScanRequest({self.host}/{self.repository}@{self.digest})"
@@ -160,10 +163,17 @@ def _str(doc: dict[str, Any], key: str, where: str, required: bool = True) -> st
     return v
 
 
-def _creds(authorization: str) -> str | None:
+def _creds(authorization: str) -> tuple[str | None, str | None]:
+    """``(USER:PASS, None)`` for ``Basic``, ``(None, token)`` for ``Bearer``."""
     if not authorization:
-        return None
+        return None, None
     scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        token = value.strip()
+        if not token or any(c.isspace() or ord(c) < 0x21 for c in token):
+            raise RequestError(422, "registry.authorization: a Bearer token must be one word "
+                               "of printable characters")
+        return None, token
     if scheme.lower() == "basic":
         try:
             text = base64.b64decode(value.strip(), validate=True).decode()
@@ -173,9 +183,9 @@ def _creds(authorization: str) -> str | None:
         if ":" not in text or not text.split(":", 1)[0]:
             raise RequestError(422, "registry.authorization: Basic credentials are not "
                                "base64 of USER:PASSWORD")
-        return text
+        return text, None
     raise RequestError(422, f"registry.authorization: the {scheme or 'empty'} scheme is not "
-                       "supported; register a robot account (Basic)")
+                       "supported (Basic or Bearer)")
 
 
 def parse_scan_request(doc: Any) -> ScanRequest:
@@ -195,7 +205,7 @@ def parse_scan_request(doc: Any) -> ScanRequest:
         _ = p.port
     except ValueError:
         raise RequestError(422, "registry.url has an invalid port") from None
-    creds = _creds(_str(reg, "authorization", "registry", required=False))
+    creds, token = _creds(_str(reg, "authorization", "registry", required=False))
     repository = _str(art, "repository", "artifact")
     if len(repository) > 255 or not _REPO_RE.match(repository):
         raise RequestError(422, "artifact.repository is not a valid repository name")
@@ -211,7 +221,7 @@ def parse_scan_request(doc: Any) -> ScanRequest:
                            f"consumes {', '.join(CONSUMES)})")
     caps, sbom_types = _capabilities(doc.get("enabled_capabilities"))
     return ScanRequest(url, host, p.scheme == "http", repository, digest, tag, mime, creds,
-                       caps, sbom_types)
+                       caps, sbom_types, token)
 
 
 def _capabilities(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -71,12 +71,14 @@ def job_key(digest: str, formats: Sequence[str], vulns: bool) -> str:
 
 
 def new_job(ref: str, digest: str, formats: Sequence[str], *, vulns: bool = False,
-            label: str = "", creds: str | None = None, tls_verify: bool = True,
-            meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A job message. ``creds`` travels in the message only, never in the status hash."""
+            label: str = "", creds: str | None = None, registry_token: str | None = None,
+            tls_verify: bool = True, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A job message. ``creds`` and ``registry_token`` travel in the message only, never in
+    the status hash."""
     return {"id": uuid.uuid4().hex, "key": job_key(digest, formats, vulns), "ref": ref,
             "digest": digest, "formats": list(formats), "vulns": vulns, "label": label or ref,
-            "creds": creds, "tls_verify": tls_verify, "meta": meta or {}}
+            "creds": creds, "registry_token": registry_token, "tls_verify": tls_verify,
+            "meta": meta or {}}
 
 
 class JobStore:
@@ -198,8 +200,9 @@ def scan_report(job: dict[str, Any], settings: ScanSettings) -> Any:
     from imgscan import api
 
     kw: dict[str, Any] = {"tls_verify": job.get("tls_verify", True)}
-    if job.get("creds"):
-        kw["creds"] = job["creds"]
+    for secret in ("creds", "registry_token"):
+        if job.get(secret):
+            kw[secret] = job[secret]
     if job.get("vulns"):
         kw.update(vulns=True, vulns_db=settings.vulns_db)
     return api.scan(job["ref"], store=_process_store(settings),

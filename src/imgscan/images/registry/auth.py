@@ -1,4 +1,6 @@
-"""Registry authentication: anonymous, Basic and the Bearer token flow (FORMATS.md §3.2).
+"""Registry authentication: anonymous, Basic, the Bearer token flow (FORMATS.md §3.2) and a
+registry token given by the user (Harbor's pull credential), sent as ``Bearer`` without a
+token server.
 
 The client asks ``authorization(scopes)`` before each request and reports every 401 to
 ``on_unauthorized``; this module decides whether a retry can help. Credentials are looked up
@@ -108,7 +110,7 @@ class Authenticator:
         self._fetch = fetch
         self._allow_plain = allow_plain_http_secrets
         self._lock = threading.Lock()
-        self._mode = "anonymous"  # anonymous | basic | bearer
+        self._mode = "anonymous"  # anonymous | basic | bearer | registry-token
         self._realm = ""
         self._service = ""
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
@@ -136,6 +138,9 @@ class Authenticator:
         if self._mode == "basic":
             creds = self._credentials()
             return creds.basic_header() if creds else None
+        if self._mode == "registry-token":
+            creds = self._credentials()
+            return f"Bearer {creds.registry_token}" if creds else None
         if self._mode == "bearer":
             token = self._token(tuple(sorted({*scopes, *self._extra_scopes})))
             return f"Bearer {token}" if token else None
@@ -148,6 +153,14 @@ class Authenticator:
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         if attempt >= 2:
             return False
+        creds = self._credentials() if bearer is not None else None
+        if creds is not None and creds.registry_token:
+            # a token issued elsewhere: send it once; a second 401 means it was refused
+            with self._lock:
+                if self._mode == "registry-token":
+                    return False
+                self._mode = "registry-token"
+            return True
         if bearer is not None:
             realm = bearer.params.get("realm", "")
             parsed = urllib.parse.urlsplit(realm)
@@ -166,7 +179,8 @@ class Authenticator:
                 self._tokens.clear()
             return True
         if basic is not None:
-            if self._credentials() is None:
+            creds = self._credentials()
+            if creds is None or creds.registry_token:  # a bearer token is no password
                 return False
             with self._lock:
                 if self._mode == "basic" and attempt >= 1:

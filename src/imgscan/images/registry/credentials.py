@@ -1,6 +1,11 @@
 """Where registry credentials come from: ``--creds``, auth files, credential helpers.
 
-The search order is containers/image's (FORMATS.md §3.2): an explicit ``USER:PASS``; then
+A registry token (``--registry-token``, Harbor's ``Bearer`` pull credential, an auth file's
+``registrytoken``) is a bearer token already issued for the registry: it is sent as is, with
+no token-server round trip.
+
+The search order is containers/image's (FORMATS.md §3.2): an explicit ``USER:PASS`` or
+registry token; then
 ``authfile`` (or ``$REGISTRY_AUTH_FILE``) in place of ``$XDG_RUNTIME_DIR/containers/auth.json``
 and ``~/.config/containers/auth.json``; then ``~/.docker/config.json`` and ``~/.dockercfg``.
 Within a file the most specific key wins (``host/ns/repo``, ``host/ns``, ``host``);
@@ -30,11 +35,13 @@ _MAX_AUTH_FILE = 4 << 20
 
 @dataclass(frozen=True, repr=False)
 class Credentials:
-    """A username and a secret; ``identity_token`` is a refresh token (``<token>`` user)."""
+    """A username and a secret; ``identity_token`` is a refresh token (``<token>`` user);
+    ``registry_token`` is a bearer token for the registry itself (sent as is)."""
 
     username: str
     password: str = field(default="")
     identity_token: str = field(default="")
+    registry_token: str = field(default="")
 
     def __repr__(self) -> str:
         return "Credentials(<redacted>)"
@@ -116,6 +123,9 @@ def _decode_entry(entry: object, path: str, key: str) -> Credentials | None:
     if not isinstance(entry, dict):
         return None
     token = entry.get("identitytoken")
+    bearer = entry.get("registrytoken")
+    if isinstance(bearer, str) and bearer:
+        return Credentials("<token>", registry_token=bearer)
     raw = entry.get("auth")
     user = password = ""
     if isinstance(raw, str) and raw:
@@ -172,15 +182,29 @@ def run_helper(suffix: str, server: str, env: Mapping[str, str]) -> Credentials 
     return Credentials(user, secret)
 
 
+def parse_registry_token(token: str) -> Credentials:
+    """A bearer token as given to ``--registry-token`` (a ``Bearer `` prefix is accepted)."""
+    scheme, sep, rest = token.strip().partition(" ")
+    value = rest.strip() if sep and scheme.lower() == "bearer" else token.strip()
+    if not value or any(c.isspace() or ord(c) < 0x21 for c in value):
+        raise UsageError("a registry token must be one word of printable characters")
+    return Credentials("<token>", registry_token=value)
+
+
 def find_credentials(
     registry: str,
     repository: str,
     *,
     creds: str | None = None,
+    registry_token: str | None = None,
     authfile: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Credentials | None:
     """The credentials for ``registry/repository``, or None for anonymous access."""
+    if creds is not None and registry_token is not None:
+        raise UsageError("give either credentials (USER:PASS) or a registry token, not both")
+    if registry_token is not None:
+        return parse_registry_token(registry_token)
     if creds is not None:
         return parse_creds(creds)
     env = os.environ if env is None else env

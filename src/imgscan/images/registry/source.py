@@ -8,10 +8,17 @@ chosen manifest) and the config; layers are fetched only when ``SourceImage.open
 from __future__ import annotations
 
 import functools
-from typing import BinaryIO
+from typing import BinaryIO, Unpack
 
 from imgscan.images import mediatypes as mt
-from imgscan.images.interface import BlobSource, Descriptor, Platform, SourceImage, load_json
+from imgscan.images.interface import (
+    BlobSource,
+    Descriptor,
+    Platform,
+    RegistryOptions,
+    SourceImage,
+    load_json,
+)
 from imgscan.images.platform import choose_manifest
 from imgscan.images.registry.client import ClientOptions, FetchedManifest, RegistryClient
 from imgscan.images.registry.credentials import find_credentials
@@ -42,20 +49,17 @@ class RegistrySource(BlobSource):
         self.client.close()
 
 
-def make_client(
-    ref: RegistryReference,
-    *,
-    creds: str | None = None,
-    authfile: str | None = None,
-    tls_verify: bool = True,
-    cert_dir: str | None = None,
-    options: ClientOptions | None = None,
-) -> RegistryClient:
+def make_client(ref: RegistryReference, *, options: ClientOptions | None = None,
+                **registry_opts: Unpack[RegistryOptions]) -> RegistryClient:
     """A client for ``ref``'s registry; credentials are looked up only when a 401 asks."""
     lookup = functools.partial(find_credentials, ref.registry, ref.repository,
-                               creds=creds, authfile=authfile)
-    return RegistryClient(ref.registry, api_host=ref.api_host, tls_verify=tls_verify,
-                          cert_dir=cert_dir, credentials=lookup, options=options)
+                               creds=registry_opts.get("creds"),
+                               registry_token=registry_opts.get("registry_token"),
+                               authfile=registry_opts.get("authfile"))
+    return RegistryClient(ref.registry, api_host=ref.api_host,
+                          tls_verify=registry_opts.get("tls_verify", True),
+                          cert_dir=registry_opts.get("cert_dir"), credentials=lookup,
+                          options=options)
 
 
 def _as_platform(platform: Platform | str | None) -> Platform | None:
@@ -68,11 +72,8 @@ def open_registry_image(
     ref: str | RegistryReference,
     platform: Platform | str | None = None,
     *,
-    creds: str | None = None,
-    authfile: str | None = None,
-    tls_verify: bool = True,
-    cert_dir: str | None = None,
     options: ClientOptions | None = None,
+    **registry_opts: Unpack[RegistryOptions],
 ) -> SourceImage:
     """The image ``ref`` names, for ``platform`` (default: the host's) if it is an index.
 
@@ -81,8 +82,7 @@ def open_registry_image(
     """
     parsed = ref if isinstance(ref, RegistryReference) else parse_reference(ref)
     want = _as_platform(platform)
-    client = make_client(parsed, creds=creds, authfile=authfile, tls_verify=tls_verify,
-                         cert_dir=cert_dir, options=options)
+    client = make_client(parsed, options=options, **registry_opts)
     source = RegistrySource(client, parsed.repository)
     try:
         top = client.get_manifest(parsed.repository, parsed.reference)
@@ -120,17 +120,13 @@ def _choose(index: FetchedManifest, want: Platform | None, what: str) -> Descrip
 def list_tags(
     ref: str | RegistryReference,
     *,
-    creds: str | None = None,
-    authfile: str | None = None,
-    tls_verify: bool = True,
-    cert_dir: str | None = None,
     options: ClientOptions | None = None,
     page_size: int | None = None,
+    **registry_opts: Unpack[RegistryOptions],
 ) -> list[str]:
     """Every tag of ``ref``'s repository (its tag or digest is ignored)."""
     parsed = ref if isinstance(ref, RegistryReference) else parse_reference(ref)
-    client = make_client(parsed, creds=creds, authfile=authfile, tls_verify=tls_verify,
-                         cert_dir=cert_dir, options=options)
+    client = make_client(parsed, options=options, **registry_opts)
     try:
         return client.list_tags(parsed.repository, page_size=page_size)
     finally:
