@@ -49,7 +49,7 @@ def loads(data: str | bytes) -> object:
         if _scan is None:
             import _json
 
-            _scan = _json.make_scanner(_Context())
+            _scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
         start = len(data) - len(data.lstrip(_WS))
         value, end = _scan(data, start)
         if data[end:].strip(_WS):

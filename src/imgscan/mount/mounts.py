@@ -89,7 +89,7 @@ class MountRecord:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self.as_dict() == other.as_dict()  # type: ignore[attr-defined]
+        return self.as_dict() == other.as_dict()
 
     __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
 
