@@ -20,7 +20,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644, durable: bool = True
     directory first, so that the new content survives a power loss; state that a reboot
     makes stale anyway (mount records) need not pay for it."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = _mkstemp(directory)
+    fd, tmp = mkstemp(directory)
     try:
         try:
             view = memoryview(data)
@@ -42,11 +42,12 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644, durable: bool = True
         fsync_dir(directory)
 
 
-def _mkstemp(directory: str) -> tuple[int, str]:
-    """A new private file ``.tmp-<random>`` in ``directory``, as ``tempfile.mkstemp`` makes."""
+def mkstemp(directory: str, prefix: str = ".tmp-") -> tuple[int, str]:
+    """A new private file ``<prefix><random>`` in ``directory``, as ``tempfile.mkstemp``
+    makes one: (descriptor, path)."""
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(_TMP_MAX):
-        tmp = os.path.join(directory, f".tmp-{os.urandom(6).hex()}")
+        tmp = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}")
         try:
             return os.open(tmp, flags, 0o600), tmp
         except FileExistsError:

@@ -19,6 +19,7 @@ from imgscan.atomic import write_json_atomic
 from imgscan.errors import MountError
 from imgscan.hexid import hex_of
 from imgscan.mount import overlay
+from imgscan.plainrecord import PlainRecord
 
 TYPE_CHECKING = False  # typing, contextlib and dataclasses are not imported at run time
 if TYPE_CHECKING:
@@ -67,34 +68,22 @@ if TYPE_CHECKING:
         def images(self) -> Sequence[StoredImage]: ...
 
 DRIVERS = ("auto", "overlay", "fuse-overlayfs")
-_FIELDS = ("image_id", "path", "count", "driver", "boot_id", "managed")
 
 
-class MountRecord:
-    """One image's mount: where, how many users, which driver, in which boot. A plain class
-    (``dataclasses`` would import ``inspect`` into every ``imgscan mount``); ``as_dict``
-    gives the record as ``mounts.json`` and ``imgscan mounts --format json`` show it."""
+class MountRecord(PlainRecord):
+    """One image's mount: where, how many users, which driver, in which boot (a plain
+    record: ``dataclasses`` would import ``inspect`` into every ``imgscan mount``).
+    ``as_dict`` is the record as ``mounts.json`` and ``imgscan mounts --format json`` show
+    it."""
 
-    __slots__ = _FIELDS
+    _fields = ("image_id", "path", "count", "driver", "boot_id", "managed")
+    __slots__ = _fields
 
     def __init__(self, image_id: str, path: str, count: int, driver: str, boot_id: str,
                  managed: bool = True) -> None:
         self.image_id, self.path, self.count = image_id, path, count
         self.driver, self.boot_id = driver, boot_id
         self.managed = managed  # the mount point directory was made by imgscan
-
-    def as_dict(self) -> dict[str, object]:
-        return {f: getattr(self, f) for f in _FIELDS}
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self.as_dict() == other.as_dict()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
-
-    def __repr__(self) -> str:
-        return "MountRecord(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in _FIELDS) + ")"
 
 
 _boot_id: str | None = None
