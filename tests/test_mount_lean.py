@@ -251,3 +251,23 @@ def test_plain_records_behave_as_frozen_dataclasses() -> None:
         p.x = 5  # type: ignore[misc]
     with pytest.raises(TypeError):
         Point(1, 2, 3)  # type: ignore[call-arg]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the kernel overlay mount needs root")
+def test_mount_records_are_not_fsynced_but_store_metadata_is(stored, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """mounts.json does not outlive the boot its records name (a record of another boot is
+    stale): a mount and an umount fsync nothing. store.json is still written durably."""
+    from imgscan import mounting
+
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    rec = mounting.mount("localhost/one:v1", root=stored)
+    assert os.path.ismount(rec.path) and rec.count == 1
+    with open(os.path.join(stored, "run", "mounts.json")) as f:
+        text = f.read()
+    assert text == json.dumps(json.loads(text), indent=1, sort_keys=True)  # the same format
+    assert mounting.unmount(rec.path, root=stored).count == 0  # type: ignore[union-attr]
+    assert synced == [] and not os.path.ismount(rec.path)
+    Store(stored).tag("localhost/one:v1", "again:1")
+    assert synced  # the store's metadata: file and directory
