@@ -113,6 +113,14 @@ Machine: {common.machine_line()}
 
 {result}
 
+Where the rest goes, and what would reach issue 3's 0.5x: beyond the interpreter's own
+start-up (the floor), each imgscan process pays `runpy` (`python -m`, about 4 ms of the
+imports below; pip's console-script wrapper pays `import re` instead), its own imports
+(`ctypes` for `mount(2)` is the largest) and about 1 ms of work (locks, records, the
+syscall). Half of podman's cycle would need a launcher that skips `site` and `runpy`
+(`python -I -S` with the venv's paths written into the script; two `-S` start-ups are the
+`-S` floor above) — a packaging change, not one of the mount path.
+
 {imports}
 """
         common.write_section("mount", body)
