@@ -271,3 +271,17 @@ def test_mount_records_are_not_fsynced_but_store_metadata_is(stored, monkeypatch
     assert synced == [] and not os.path.ismount(rec.path)
     Store(stored).tag("localhost/one:v1", "again:1")
     assert synced  # the store's metadata: file and directory
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the kernel overlay mount needs root")
+def test_the_api_mounts_through_an_open_store_or_the_lean_view(stored) -> None:  # type: ignore[no-untyped-def]
+    from imgscan import api
+
+    store = Store(stored)
+    first = api.mount("localhost/two:v1", root=stored)  # the lean view
+    again = api.mount("two:v1", store=store)  # the open store: the same record, counted
+    assert again.path == first.path and (first.count, again.count) == (1, 2)
+    assert [r.count for r in api.list_mounts(store)] == [2]
+    assert api.unmount(first.path, store=store).count == 1  # type: ignore[union-attr]
+    assert api.unmount("two:v1", root=stored).count == 0  # type: ignore[union-attr]
+    assert not os.path.ismount(first.path)

@@ -459,25 +459,17 @@ def collect_garbage(store: Store | None = None, root: str | None = None) -> list
 def mount(ref: str, mountpoint: str | None = None, driver: str = "auto",
           store: Store | None = None, root: str | None = None) -> MountRecord:
     """Mount an image read-only (or count one more user of its mount); its record."""
-    if store is None:
-        from imgscan import mounting
+    from imgscan import mounting
 
-        return mounting.mount(ref, mountpoint, driver, root)
-    from imgscan.mount.mounts import MountTable
-
-    return MountTable(store).mount(ref, mountpoint, driver)
+    return mounting.mount(ref, mountpoint, driver, root, store=store)
 
 
 def unmount(target: str, force: bool = False, store: Store | None = None,
             root: str | None = None) -> MountRecord | None:
     """Count one user less of an image's mount (an image or its path), unmounting at zero."""
-    if store is None:
-        from imgscan import mounting
+    from imgscan import mounting
 
-        return mounting.unmount(target, force, root)
-    from imgscan.mount.mounts import MountTable
-
-    return MountTable(store).unmount(target, force=force)
+    return mounting.unmount(target, force, root, store=store)
 
 
 def list_mounts(store: Store | None = None, root: str | None = None) -> list[MountRecord]:

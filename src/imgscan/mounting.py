@@ -15,24 +15,30 @@ from imgscan.otherstores import umount_other as umount_other
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from imgscan.mount.mounts import MountRecord
+    from imgscan.mount.mounts import LayerStore, MountRecord
 
 __all__ = ["is_other_store_ref", "mount", "mount_other", "umount_other", "unmount"]
 
 
 def mount(ref: str, mountpoint: str | None = None, driver: str = "auto",
-          root: str | None = None) -> MountRecord:
-    """Mount an image of the store at ``root`` read-only (or count one more user of its
-    mount); its record."""
+          root: str | None = None, store: LayerStore | None = None) -> MountRecord:
+    """Mount an image of the store at ``root`` (or of an open ``store``) read-only, or count
+    one more user of its mount; its record."""
     from imgscan.mount.mounts import MountTable
-    from imgscan.store.view import StoreView
 
-    return MountTable(StoreView(root)).mount(ref, mountpoint, driver)
+    return MountTable(store or _view(root)).mount(ref, mountpoint, driver)
 
 
-def unmount(target: str, force: bool = False, root: str | None = None) -> MountRecord | None:
+def unmount(target: str, force: bool = False, root: str | None = None,
+            store: LayerStore | None = None) -> MountRecord | None:
     """Count one user less of an image's mount (an image or its path), unmounting at zero."""
     from imgscan.mount.mounts import MountTable
+
+    return MountTable(store or _view(root)).unmount(target, force=force)
+
+
+def _view(root: str | None) -> LayerStore:
+    """The lean view of the store at ``root``: what a mount reads, as the store reads it."""
     from imgscan.store.view import StoreView
 
-    return MountTable(StoreView(root)).unmount(target, force=force)
+    return StoreView(root)
