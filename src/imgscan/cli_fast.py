@@ -3,11 +3,13 @@ through click (``imgscan.cli``).
 
 ``imgscan mount IMAGE`` is something people type and scripts call in loops; click and the
 command table cost more than the mount itself. The common forms of ``mount`` and ``umount``
-(their documented options, each at most once, ``--opt VALUE`` or ``--opt=VALUE``) are parsed
-here and call the same library functions; anything else — ``--help``, a group option, an
-unknown or repeated option, a missing or extra argument, a value click would reject — is
-handed to click unchanged, which gives its usual messages and exit codes. Library errors are
-reported as ``imgscan.clioptions.ImgscanGroup`` reports them.
+(their documented options, each at most once, ``--opt VALUE`` or ``--opt=VALUE``), of
+imgscan's store and of ``containers-storage:``, are parsed here and call the same library
+functions through ``imgscan.mounting``, which imports only what a mount needs; anything
+else — ``--help``, a group option, an unknown or repeated option, a missing or extra
+argument, a value click would reject — is handed to click unchanged, which gives its usual
+messages and exit codes. Library errors are reported as ``imgscan.clioptions.ImgscanGroup``
+reports them.
 """
 
 from __future__ import annotations
