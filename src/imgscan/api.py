@@ -459,17 +459,17 @@ def collect_garbage(store: Store | None = None, root: str | None = None) -> list
 def mount(ref: str, mountpoint: str | None = None, driver: str = "auto",
           store: Store | None = None, root: str | None = None) -> MountRecord:
     """Mount an image read-only (or count one more user of its mount); its record."""
-    from imgscan.mount.mounts import MountTable
+    from imgscan import mounting
 
-    return MountTable(store or open_store(root)).mount(ref, mountpoint, driver)
+    return mounting.mount(ref, mountpoint, driver, root, store=store)
 
 
 def unmount(target: str, force: bool = False, store: Store | None = None,
             root: str | None = None) -> MountRecord | None:
     """Count one user less of an image's mount (an image or its path), unmounting at zero."""
-    from imgscan.mount.mounts import MountTable
+    from imgscan import mounting
 
-    return MountTable(store or open_store(root)).unmount(target, force=force)
+    return mounting.unmount(target, force, root, store=store)
 
 
 def list_mounts(store: Store | None = None, root: str | None = None) -> list[MountRecord]:

@@ -11,11 +11,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from imgscan.errors import UsageError
 
+TYPE_CHECKING = False  # no typing at run time: `imgscan mount` imports this module
 if TYPE_CHECKING:
+    from typing import Any
+
     from imgscan.images.interface import SourceImage
     from imgscan.inventory import ImageRow
     from imgscan.model import Report
