@@ -187,7 +187,7 @@ def main() -> int:
                                          os.devnull, f"http://x/images/{NAME}/get"])),
         ]
         # warm: a second scan of the unchanged image (imgscan: report cache keyed by the
-        # inspect answer, no /get; Trivy: its layer cache, after its own docker save)
+        # inspect answer, no /get; Trivy: its own cache dir, kept)
         wroot, wcache = os.path.join(work, "iwarm"), os.path.join(work, "twarm")
         clean = common.clean_python()
         warm_args = ("scan", f"docker-daemon:{NAME}", "--root", wroot, "--analyzers",
