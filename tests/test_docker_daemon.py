@@ -310,3 +310,40 @@ def test_no_temp_file_of_image_size(dockerd, tmp_path, monkeypatch) -> None:  # 
         assert os.listdir(tmp) == []
     finally:
         subprocess.run(["umount", str(tmp)], check=True)
+
+
+def _peak_rss_kb(*args: str, env: dict[str, str]) -> int:
+    """Run ``imgscan ARGS`` and return its peak RSS (``wait4`` rusage, kB), from a small
+    launcher: a child forked from this (big) test process would carry its RSS in
+    ``ru_maxrss`` across ``exec``."""
+    import sys
+
+    launcher = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], "
+                "stdout=subprocess.DEVNULL); _, st, ru = os.wait4(p.pid, 0); "
+                "print(os.waitstatus_to_exitcode(st), ru.ru_maxrss)")
+    r = subprocess.run([sys.executable, "-c", launcher, sys.executable, "-m", "imgscan",
+                        *args], env={**os.environ, **env}, capture_output=True, text=True,
+                       timeout=300)
+    rc, kb = r.stdout.split()
+    assert rc == "0", r.stderr
+    return int(kb)
+
+
+def test_memory_flat_with_layer_size(dockerd, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A layer of 64 MiB more costs the scan far less than 64 MiB of memory: layers pass
+    through, they are never held."""
+    from imagebuild import D, F, Layer, layer_tar
+
+    def image(name: str, files: int) -> None:
+        data = Layer(layer_tar([D("data")] + [F(f"data/{i}.bin", os.urandom(4 << 20))
+                                              for i in range(files)]), None, "data")
+        _load(dockerd, tmp_path, _spec([data]), name)
+
+    image("example.com/small:1", 1)
+    image("example.com/large:1", 17)
+    env = {"DOCKER_HOST": f"unix://{dockerd}"}
+    small = _peak_rss_kb("--quiet", "scan", "docker-daemon:example.com/small:1", "--root",
+                         str(tmp_path / "a"), env=env)
+    large = _peak_rss_kb("--quiet", "scan", "docker-daemon:example.com/large:1", "--root",
+                         str(tmp_path / "b"), env=env)
+    assert large - small < 24 << 10, (small, large)
