@@ -7,7 +7,10 @@ four layers + pip distributions, 239 MB) in a private podman store and a private
 2. ``imgscan scan docker-daemon:IMAGE`` vs ``DOCKER_HOST=unix://S trivy image IMAGE`` —
    target ≤1.0x;
 3. ``imgscan mount`` + ``umount`` of the containers-storage image vs ``podman image mount`` +
-   ``umount`` — target ≤1.0x.
+   ``umount`` — target ≤1.0x; imgscan under a clean venv (the user's figure) and the default
+   interpreter, each with its floor, as in bench_mount.py. ``--mount-only`` runs this part
+   alone, on the system image of bench_mount.py (no debootstrap, Trivy or dockerd needed),
+   and writes its own section.
 
 The same scanners where they overlap: OS and language packages and secrets (Trivy
 ``--scanners secret --list-all-pkgs``; imgscan ``--analyzers`` the package analyzers,
@@ -17,6 +20,7 @@ Trivy is a peer in a throwaway venv (``python3 -m venv /tmp/peers/trivy &&
 socket and data root and stopped by PID.
 
     python3 bench/bench_cstorage.py [--runs 3] [--write]
+    python3 bench/bench_cstorage.py --mount-only [--mount-runs 10] [--write]
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench_mount
 import common
 import scanimage
 from bench_scan import dpkg_sets, trivy_bin
@@ -87,7 +92,11 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     ap.add_argument("--write-only", action="store_true",
                     help="write the section from the last run's result.json; run nothing")
+    ap.add_argument("--mount-only", action="store_true",
+                    help="only the mount part, on bench_mount.py's system image")
     args = ap.parse_args()
+    if args.mount_only:
+        return mount_only(args.mount_runs, args.write)
     if args.write_only:
         with open(os.path.join(common.WORK, "cstorage", "result.json")) as f:
             write(json.load(f))
@@ -173,26 +182,61 @@ def main() -> int:
                       lambda: run_timed([trivy, "image", "--image-src", "docker", NAME,
                                          *trivy_flags(tcache)], env=denv),
                       wipe(tcache)),
+            Contender("dockerd GET /images/{name}/get alone",
+                      lambda: run_timed(["curl", "-sf", "--unix-socket", sock, "-o",
+                                         os.devnull, f"http://x/images/{NAME}/get"])),
         ]
-        imount = (f"{' '.join(imgscan_cmd('mount', repr(cs_ref)))} >/dev/null && "
-                  f"{' '.join(imgscan_cmd('umount', repr(cs_ref)))} >/dev/null")
-        pmount = (f"{' '.join(podman)} image mount {NAME} >/dev/null && "
-                  f"{' '.join(podman)} image umount {NAME} >/dev/null")
-        part3 = [
-            Contender("imgscan mount + umount", lambda: run_timed(imount, env=env)),
-            Contender("podman image mount + umount", lambda: run_timed(pmount)),
+        # warm: a second scan of the unchanged image (imgscan: report cache keyed by the
+        # inspect answer, no /get; Trivy: its own cache dir, kept)
+        wroot, wcache = os.path.join(work, "iwarm"), os.path.join(work, "twarm")
+        clean = common.clean_python()
+        warm_args = ("scan", f"docker-daemon:{NAME}", "--root", wroot, "--analyzers",
+                     ANALYZERS, "--format", "json", "-o", SINK)
+        part2w = [
+            Contender("imgscan docker-daemon: warm",
+                      lambda: run_timed(imgscan_cmd(*warm_args), env=denv)),
+            Contender("imgscan docker-daemon: warm, clean venv",
+                      lambda: run_timed([clean, "-m", "imgscan", *warm_args], env=denv)),
+            Contender("trivy image via dockerd (warm)",
+                      lambda: run_timed([trivy, "image", "--image-src", "docker", NAME,
+                                         *trivy_flags(wcache)], env=denv)),
+            Contender("python -c pass", lambda: run_timed([sys.executable, "-c", "pass"])),
+            Contender("python -S -c pass",
+                      lambda: run_timed([sys.executable, "-S", "-c", "pass"])),
+            Contender("clean venv python -c pass", lambda: run_timed([clean, "-c", "pass"])),
+            Contender("clean venv python -S -c pass",
+                      lambda: run_timed([clean, "-S", "-c", "pass"])),
         ]
         common.interleave(part1, args.runs, warmup=0, label="cs ")
         common.interleave(part2, args.runs, warmup=0, label="dd ")
-        common.interleave(part3, args.mount_runs, warmup=1, label="mnt ")
+        common.interleave(part2w, args.runs, warmup=1, label="ddw ")
+        for p in (wroot, wcache):
+            common.rmtree(p)
+        part3, mount_result = mount_part(podman, NAME, cs_ref, env, args.mount_runs)
     finally:
         stop_dockerd(dproc, dbase)
         shutil.rmtree(dbase, ignore_errors=True)
 
+    result = summarize(part1, part2, part2w, part3, {
+        "runs": args.runs, "mount_runs": args.mount_runs, "total_tar": summary["total_tar"],
+        "tver": tver, "agree": agree})
+    with open(os.path.join(work, "result.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    if args.write:
+        write(result)
+        write_mount(mount_result, f"the Debian image above ({NAME})", args.mount_runs)
+    return 0
+
+
+def summarize(part1: list[Contender], part2: list[Contender], part2w: list[Contender],
+              part3: list[Contender], result: dict) -> dict:  # type: ignore[type-arg]
+    """The run's tables and verdicts, added to ``result`` (what ``write`` needs)."""
     rows, verdicts = [], []
     for what, (a, b), target, better in (
             ("scan containers-storage: vs podman save + Trivy", part1, 1 / 3, "≥3x faster"),
-            ("scan docker-daemon: vs Trivy via dockerd", part2, 1.0, "≤1.0x"),
+            ("scan docker-daemon: vs Trivy via dockerd", part2[:2], 1.0, "≤1.0x"),
+            ("warm scan docker-daemon: vs Trivy via dockerd (warm)", part2w[:3:2], 1.0,
+             "≤1.0x"),
             ("mount + umount vs podman", part3, 1.0, "≤1.0x")):
         r = a.median / b.median
         rows.append([what, f"{a.median:.3f}", f"{b.median:.3f}", f"{r:.2f}x",
@@ -202,19 +246,96 @@ def main() -> int:
                         f"{better})")
     table = common.md_table(["", "imgscan median s", "peer median s", "imgscan / peer",
                              "speed-up", "imgscan peak RSS MB", "peer peak RSS MB"], rows)
-    detail = common.contender_table(part1 + part2 + part3, part1[1].name)
+    detail = common.contender_table(part1 + part2 + part2w, part1[1].name)
     verdict = "**Verdict**: " + "; ".join(verdicts) + "."
     print(table)
     print(detail)
     print(verdict)
-    result = {"runs": args.runs, "mount_runs": args.mount_runs,
-              "total_tar": summary["total_tar"], "tver": tver, "table": table,
-              "detail": detail, "agree": agree, "verdict": verdict}
-    with open(os.path.join(work, "result.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    if args.write:
-        write(result)
+    dd = {c.name: round(c.median, 3) for c in part2 + part2w}
+    return {**result, "dd": dd, "table": table, "detail": detail, "verdict": verdict}
+
+
+def mount_part(podman: list[str], name: str, cs_ref: str, env: dict[str, str],
+               runs: int) -> tuple[list[Contender], str]:
+    """``imgscan mount``/``umount`` of ``cs_ref`` against ``podman image mount``/``umount``
+    of ``name``, interleaved with both interpreters' floors: (the two cycle contenders in the
+    order of the summary row, the section's tables and verdict)."""
+    cycles, halves = bench_mount.mount_contenders(
+        lambda py: (bench_mount.cmd(py, "mount", cs_ref), bench_mount.cmd(py, "umount", cs_ref)),
+        ([*podman, "image", "mount", name], [*podman, "image", "umount", name]), env)
+    common.interleave(cycles, runs, warmup=1, label="mnt ")
+    result = bench_mount.judge(cycles, halves, issue3=False)
+    imports = bench_mount.importtime(["mount", cs_ref], ["umount", cs_ref], env)
+    print(result)
+    print(imports)
+    by = {c.name: c for c in cycles}
+    return [by["imgscan (clean venv)"], by[bench_mount.PODMAN]], f"{result}\n\n{imports}"
+
+
+def mount_only(runs: int, write_it: bool) -> int:
+    """The mount part alone, on the system image of bench_mount.py in a private podman
+    store (the Debian image needs debootstrap and the network)."""
+    layout, tag, summary = common.system_image()
+    work = os.path.join(common.WORK, "cstorage-mount")
+    graph, run = os.path.join(work, "root"), os.path.join(work, "run")
+    podman = ["podman", "--root", graph, "--runroot", run, "--storage-driver", "overlay"]
+    if os.path.exists(run):
+        subprocess.run([*podman, "image", "umount", "--all", "--force"], capture_output=True)
+    name = "docker.io/" + bench_mount.NAME
+    if subprocess.run([*podman, "image", "exists", name]).returncode != 0:
+        archive = common.docker_archive(layout, tag, os.path.join(common.WORK, "system.tar"),
+                                        bench_mount.NAME)
+        subprocess.run([*podman, "load", "-q", "-i", archive], check=True, capture_output=True)
+    cs_ref = f"containers-storage:[overlay@{graph}+{run}]{name}"
+    _, result = mount_part(podman, name, cs_ref, imgscan_env(), runs)
+    if write_it:
+        write_mount(result, f"the {len(summary['layers'])}-layer system image of "
+                    f"bench_mount.py ({name})", runs, "--mount-only ")
     return 0
+
+
+def write_mount(result: str, image: str, runs: int, flag: str = "") -> None:
+    """The section of the mount part (issue 14)."""
+    body = f"""## containers-storage mount: `imgscan mount` vs `podman image mount` (issue 14)
+
+{image[0].upper() + image[1:]} in a private podman store (`podman --root G --runroot R
+--storage-driver overlay`). One cycle is two whole processes: `PY -m imgscan mount
+containers-storage:[overlay@G+R]IMAGE` then `PY -m imgscan umount …` (the same layer's
+`merged` mount, counted in `mountpoints.json` as podman counts it), against `podman … image
+mount IMAGE` then `podman … image umount IMAGE`. Medians of {runs} interleaved cycles after
+one warm-up, with each interpreter's floor (two bare start-ups) in the same rounds.
+
+Reproduce: `python3 bench/bench_cstorage.py {flag}--mount-runs {runs} --write`
+
+Machine: {common.machine_line()}
+
+{result}
+"""
+    common.write_section("cstorage-mount", body)
+
+
+def daemon_note(dd: dict) -> str:  # type: ignore[type-arg]
+    """Why the docker-daemon and mount figures are what they are, from the run's medians."""
+    cold = dd.get("imgscan scan docker-daemon: (cold)")
+    get = dd.get("dockerd GET /images/{name}/get alone")
+    warm = dd.get("imgscan docker-daemon: warm")
+    if cold is None or get is None or warm is None:
+        return ""
+    clean = dd["imgscan docker-daemon: warm, clean venv"]
+    return (
+        f"`scan docker-daemon:` reads the `GET /images/{{name}}/get` stream once, as it "
+        f"arrives, and analyzes each layer in imgscan's one process while the layer passes "
+        f"(layers one after another: the stream is sequential); nothing of the image is "
+        f"written to disk. Of its {cold:.2f} s, the Engine's own export takes {get:.2f} s "
+        f"(median, same rounds).\n\n"
+        f"Warm, imgscan asks the Engine only for inspect and answers from its report cache "
+        f"keyed by the inspect answer (no `/get`); Trivy's warm run "
+        f"({dd['trivy image via dockerd (warm)']:.3f} s) is far shorter than the export, "
+        f"so it does not wait for a `/get` either. imgscan's {warm:.3f} s ({clean:.3f} s "
+        f"under the clean venv, whose `python -c pass` is "
+        f"{dd['clean venv python -c pass']:.3f} s) is its "
+        f"command-line start-up and imports, not the daemon: that is why the warm target "
+        f"is missed.")
 
 
 def write(r: dict) -> None:  # type: ignore[type-arg]
@@ -222,6 +343,7 @@ def write(r: dict) -> None:  # type: ignore[type-arg]
     last run's ``result.json``)."""
     runs, mount_runs, tver = r["runs"], r["mount_runs"], r["tver"]
     table, detail, agree, verdict = r["table"], r["detail"], r["agree"], r["verdict"]
+    note_dd = daemon_note(r.get("dd") or {})
     body = f"""## Other stores: containers-storage and docker-daemon (issue 14)
 
 The Debian image of the scan benchmark (debootstrap `--variant=minbase` bookworm in four
@@ -232,17 +354,28 @@ The same scanners where they overlap: OS and language packages and secrets.
 
 - imgscan: `imgscan scan containers-storage:[overlay@G+R]{NAME} --root R --analyzers
   {ANALYZERS} --format json -o FILE` (in place: nothing is copied) and `imgscan scan
-  docker-daemon:{NAME} …` (the `GET /images/{{name}}/get` stream, imported into a fresh
-  store, then scanned); cold = a fresh `--root` every run.
+  docker-daemon:{NAME} …` (the `GET /images/{{name}}/get` stream analyzed as it arrives,
+  nothing of the image written to disk); cold = a fresh `--root` every run, warm = the same
+  `--root` again (the report cache keyed by the Engine's inspect answer: no `/get`).
 - Trivy ({tver}): `podman save -o x.tar {NAME} && trivy image --input x.tar --scanners
   secret --list-all-pkgs --format json --offline-scan --skip-db-update --quiet --cache-dir C
   -o FILE`, and `DOCKER_HOST=unix://S trivy image --image-src docker {NAME} …`; cold = a fresh
   cache dir every run (no vulnerability DB is used).
-- mount: `imgscan mount containers-storage:… && imgscan umount containers-storage:…` vs
-  `podman image mount {NAME} && podman image umount {NAME}` (same store, one `bash -c` each).
+- The Engine's own export, `curl --unix-socket S http://x/images/{NAME}/get -o /dev/null`,
+  is the floor of any scan that reads `/get`: Docker 20.10 exports the image to a temporary
+  directory before it sends the first byte.
+- mount: `imgscan mount containers-storage:…` then `imgscan umount containers-storage:…`
+  vs `podman image mount {NAME}` then `podman image umount {NAME}` (same store; the imgscan
+  figure here is the clean venv's, both interpreters and their floors are in the section
+  "containers-storage mount").
 
-Medians of {runs} interleaved rounds for the scans (no warm-up), {mount_runs} for
-the mounts (one warm-up round); peak RSS is that of the largest process (`wait4` rusage).
+Medians of {runs} interleaved rounds for the scans (no warm-up; the warm scans after one
+warm-up round), {mount_runs} for the mounts (one warm-up round); peak RSS is that of the
+largest process (`wait4` rusage). The warm docker-daemon scan is start-up bound, so it is
+also timed under a clean venv interpreter (this machine's base interpreter runs a sandbox
+`.pth` hook that imports certifi at every start-up; a user's venv has none), with each
+interpreter's `python -c pass` and `python -S -c pass` floors; the verdict uses the base
+interpreter (the conservative figure).
 
 Reproduce: `python3 bench/bench_cstorage.py --runs {runs} --mount-runs \
 {mount_runs} --write`
@@ -258,6 +391,8 @@ All contenders:
 Same packages? {agree}
 
 {verdict}
+
+{note_dd}
 """
     if r.get("note"):
         body += "\n" + r["note"].strip() + "\n"

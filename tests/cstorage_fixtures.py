@@ -4,10 +4,16 @@ store holding it, and how reports are compared."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
+import json
 import os
 import shutil
+import socket
 import subprocess
+import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,3 +73,72 @@ def _keyed(report):  # type: ignore[no-untyped-def]
             [(p.name, p.version, p.type, p.layer, p.locations) for p in report.packages])
 
 
+
+
+# -- save streams as Docker writes them ----------------------------------------------------
+def save_tar(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    """A tar of ``members`` in lexical name order, as Docker writes a save stream."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for ti, data in sorted(members, key=lambda m: m[0].name):
+            tf.addfile(ti, io.BytesIO(data) if ti.isreg() else None)
+    return out.getvalue()
+
+
+def tar_file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mode = len(data), 0o644
+    return ti, data
+
+
+def legacy_members(spec: ImageSpec, tags: list[str]) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """Docker 20.10's save layout: ``<v1id>/{VERSION,json,layer.tar}``, a repeated layer's
+    layer.tar a symlink to the first copy, ``<config>.json``, manifest.json, repositories."""
+    config = spec.config_json()
+    members = [tar_file(hashlib.sha256(config).hexdigest() + ".json", config)]
+    first: dict[str, str] = {}
+    names = []
+    for i, lay in enumerate(spec.layers):
+        v1 = hashlib.sha256(f"v1 {i}".encode()).hexdigest()
+        members += [tar_file(f"{v1}/VERSION", b"1.0"), tar_file(f"{v1}/json", b'{"id":"%s"}' %
+                                                          v1.encode())]
+        if lay.diff_id in first:
+            link = tarfile.TarInfo(f"{v1}/layer.tar")
+            link.type, link.linkname = tarfile.SYMTYPE, f"../{first[lay.diff_id]}/layer.tar"
+            members.append((link, b""))
+        else:
+            first[lay.diff_id] = v1
+            members.append(tar_file(f"{v1}/layer.tar", lay.tar))
+        names.append(f"{v1}/layer.tar")
+    manifest = [{"Config": members[0][0].name, "RepoTags": tags, "Layers": names}]
+    members.append(tar_file("manifest.json", json.dumps(manifest).encode()))
+    members.append(tar_file("repositories", b"{}"))
+    return members
+
+
+def serve_unix(path: str, handler: Any) -> threading.Thread:
+    """A one-request-per-connection server on Unix socket ``path``: ``handler(conn, url)``
+    answers each request (an Engine stand-in). ``thread.srv.close()`` stops it."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(8)
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                handler(conn, data.split(b" ")[1].decode() if b" " in data else "")
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    t.srv = srv  # type: ignore[attr-defined]
+    return t

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
@@ -163,30 +162,7 @@ def test_missing_image_in_daemon(loaded, tmp_path) -> None:  # type: ignore[no-u
 
 
 # -- sockets that are not a (working) Docker Engine --------------------------------------
-def _serve(path: str, handler) -> threading.Thread:  # type: ignore[no-untyped-def]
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(8)
-
-    def loop() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                handler(conn, data.split(b" ")[1].decode() if b" " in data else "")
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    t.srv = srv  # type: ignore[attr-defined]
-    return t
+_serve = cf.serve_unix
 
 
 def _no_store_written(root: str) -> bool:
@@ -205,6 +181,12 @@ def test_bad_sockets(kind, tmp_path) -> None:  # type: ignore[no-untyped-def]
         elif url == "/_ping":
             conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nConnection: close\r\n"
                          b"Content-Length: 2\r\n\r\nOK")
+        elif url.endswith("/json"):  # inspect answers; the stream is what fails
+            body = json.dumps({"Id": "sha256:" + "a" * 64,
+                               "RootFS": {"Type": "layers", "Layers": []}}).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+                         + body)
         elif kind == "empty":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
@@ -242,3 +224,126 @@ def test_no_socket(tmp_path) -> None:  # type: ignore[no-untyped-def]
     r = CliRunner().invoke(main, ["scan", "docker-daemon:x", "--root", str(tmp_path)],
                            env={"DOCKER_HOST": "tcp://1.2.3.4:2375"})
     assert r.exit_code == 2 and "only unix://" in r.output
+
+
+# -- the save stream analyzed as it arrives ------------------------------------------------
+def _load(dockerd: str, tmp_path, spec, name: str) -> str:  # type: ignore[no-untyped-def]
+    """Load ``spec`` as ``name`` into the daemon; its docker-archive (a repeated layer is a
+    symlink to its first copy, as ``docker save`` writes it)."""
+    path = str(tmp_path / f"{name.replace('/', '_').replace(':', '_')}.tar")
+    with open(path, "wb") as f:
+        f.write(cf.save_tar(cf.legacy_members(spec, [name])))
+    eng = Engine(dockerd)
+    with open(path, "rb") as f:
+        eng.load(f.read())
+    eng.close()
+    return path
+
+
+def _spec(extra: list | None = None):  # type: ignore[no-untyped-def]
+    from imagebuild import ImageSpec, Layer
+
+    l1, l2 = cf._layers()
+    return ImageSpec([Layer(l1.tar, None, "base"), Layer(l2.tar, None, "app"),
+                      Layer(l1.tar, None, "base again"), *(extra or [])])
+
+
+def test_repeated_layer_equal_to_archive(dockerd, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Docker 20.10 sends a repeated layer once (a symlink), layers in lexical order of
+    their v1 ids: the scan equals the docker-archive scan, layer table included."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{dockerd}")
+    archive = _load(dockerd, tmp_path, _spec(), "example.com/rep:1")
+    a = api.scan("docker-daemon:example.com/rep:1", store=Store(str(tmp_path / "a")))
+    b = api.scan(f"docker-archive:{archive}", store=Store(str(tmp_path / "b")))
+    assert _keyed(a) == _keyed(b) and a.findings
+    assert [(x.index, x.diff_id, x.created_by, x.digest, x.size, x.entries)
+            for x in a.layers] == [(x.index, x.diff_id, x.created_by, x.digest, x.size,
+                                    x.entries) for x in b.layers]
+    assert a.layers[0].diff_id == a.layers[2].diff_id
+
+
+def test_cached_layers_are_not_walked(dockerd, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A layer whose results are cached is recognised before its bytes pass (the v1 id of
+    Docker's legacy layout proves its position) and only verified, not analyzed."""
+    import imgscan.analyzers.sequential as seq
+    from imagebuild import D, F, Layer, layer_tar
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{dockerd}")
+    _load(dockerd, tmp_path, _spec(), "example.com/base:1")
+    top = Layer(layer_tar([D("srv"), F("srv/new.txt", "hello\n")]), None, "new")
+    _load(dockerd, tmp_path, _spec([top]), "example.com/derived:1")
+    walked: list[str] = []
+    real = seq.analyze_layer
+
+    def counting(layer, *a, **kw):  # type: ignore[no-untyped-def]
+        walked.append(layer.ref.diff_id)
+        return real(layer, *a, **kw)
+
+    monkeypatch.setattr(seq, "analyze_layer", counting)
+    root = str(tmp_path / "s")
+    api.scan("docker-daemon:example.com/base:1", store=Store(root))
+    assert len(walked) == 2  # two distinct layers, each walked once
+    walked.clear()
+    derived = api.scan("docker-daemon:example.com/derived:1", store=Store(root))
+    assert walked == [top.diff_id]
+    fresh = api.scan("docker-daemon:example.com/derived:1", store=Store(str(tmp_path / "f")))
+    assert _keyed(derived) == _keyed(fresh)
+
+
+def test_no_temp_file_of_image_size(dockerd, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """TMPDIR on a 1 MiB tmpfs, an image of 8 MiB: the scan writes nothing of the image to
+    disk (the stream used to be spooled to an unlinked temp file: ENOSPC)."""
+    from imagebuild import D, F, Layer, layer_tar
+
+    big = Layer(layer_tar([D("data")] + [F(f"data/{i}.bin", os.urandom(2 << 20))
+                                         for i in range(4)]), None, "data")
+    _load(dockerd, tmp_path, _spec([big]), "example.com/big:1")
+    tmp = tmp_path / "tmpfs"
+    tmp.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tmp)], check=True)
+    try:
+        r = _cli("--quiet", "scan", "docker-daemon:example.com/big:1", "--format", "json",
+                 "--root", str(tmp_path / "s"),
+                 env={"DOCKER_HOST": f"unix://{dockerd}", "TMPDIR": str(tmp)})
+        assert r.returncode == 0, r.stderr
+        assert len(json.loads(r.stdout)["layers"]) == 4
+        assert os.listdir(tmp) == []
+    finally:
+        subprocess.run(["umount", str(tmp)], check=True)
+
+
+def _peak_rss_kb(*args: str, env: dict[str, str]) -> int:
+    """Run ``imgscan ARGS`` and return its peak RSS (``wait4`` rusage, kB), from a small
+    launcher: a child forked from this (big) test process would carry its RSS in
+    ``ru_maxrss`` across ``exec``."""
+    import sys
+
+    launcher = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], "
+                "stdout=subprocess.DEVNULL); _, st, ru = os.wait4(p.pid, 0); "
+                "print(os.waitstatus_to_exitcode(st), ru.ru_maxrss)")
+    r = subprocess.run([sys.executable, "-c", launcher, sys.executable, "-m", "imgscan",
+                        *args], env={**os.environ, **env}, capture_output=True, text=True,
+                       timeout=300)
+    rc, kb = r.stdout.split()
+    assert rc == "0", r.stderr
+    return int(kb)
+
+
+def test_memory_flat_with_layer_size(dockerd, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A layer of 64 MiB more costs the scan far less than 64 MiB of memory: layers pass
+    through, they are never held."""
+    from imagebuild import D, F, Layer, layer_tar
+
+    def image(name: str, files: int) -> None:
+        data = Layer(layer_tar([D("data")] + [F(f"data/{i}.bin", os.urandom(4 << 20))
+                                              for i in range(files)]), None, "data")
+        _load(dockerd, tmp_path, _spec([data]), name)
+
+    image("example.com/small:1", 1)
+    image("example.com/large:1", 17)
+    env = {"DOCKER_HOST": f"unix://{dockerd}"}
+    small = _peak_rss_kb("--quiet", "scan", "docker-daemon:example.com/small:1", "--root",
+                         str(tmp_path / "a"), env=env)
+    large = _peak_rss_kb("--quiet", "scan", "docker-daemon:example.com/large:1", "--root",
+                         str(tmp_path / "b"), env=env)
+    assert large - small < 24 << 10, (small, large)

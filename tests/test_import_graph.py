@@ -32,6 +32,7 @@ CLI_ALLOWED = frozenset({
     "imgscan.errors",
     "imgscan.gate",
     "imgscan.model",
+    "imgscan.mounting",  # mount and umount: the public API without imgscan.api's imports
     "imgscan.pipeline",
     "imgscan.server",  # serve, worker, audit: the public API beyond one machine
 })

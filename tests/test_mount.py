@@ -274,10 +274,11 @@ def test_mount_command_imports_no_analyzers_or_writers(image):
     assert p.returncode == 0, p.stderr
     modules = [line.split("|")[-1].strip() for line in p.stderr.splitlines()
                if line.startswith("import time:")]
-    assert "imgscan.mount.mounts" in modules
+    assert "imgscan.mount.mounts" in modules and "imgscan.store.view" in modules
     heavy = [m for m in modules if m.startswith(("imgscan.analyzers.", "imgscan.reports",
                                                  "imgscan.scanner", "elftools", "jsonschema",
-                                                 "tabulate", "zstandard", "urllib3"))]
+                                                 "tabulate", "zstandard", "urllib3", "click",
+                                                 "imgscan.api", "imgscan.store.store"))]
     assert heavy == []
     imgscan("umount", name, root=root)
 

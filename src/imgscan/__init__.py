@@ -6,9 +6,9 @@ The package root only carries the version and a few lazily imported entry points
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from imgscan._version import __version__
+
+TYPE_CHECKING = False  # `typing` is not imported at run time: `imgscan mount` never needs it
 
 __all__ = ["GateConfig", "Store", "__version__", "audit", "gate_and_write", "pull", "scan",
            "scan_atomic"]

@@ -222,11 +222,11 @@ def _scan_image_ref(scanner: Scanner, ref: str, store: Store, platform: str | Pl
                     keep: bool, registry_opts: RegistryOptions) -> Report:
     """A stored image from the store; a transport reference streamed from its blobs (or,
     with ``keep``, imported first and then read from the store). ``containers-storage:``
-    is read in place unless ``keep``."""
-    if ref.startswith("containers-storage:") and not keep:
-        from imgscan.otherstores import scan_containers_storage
+    is read in place and ``docker-daemon:`` as its save stream arrives, unless ``keep``."""
+    if is_other_store_ref(ref) and not keep:
+        from imgscan.otherstores import scan_other
 
-        return scan_containers_storage(ref, scanner, store)
+        return scan_other(ref, scanner, store)
     if is_transport_ref(ref) and not keep:
         image = open_source(ref, platform, **registry_opts)
         try:
@@ -459,17 +459,17 @@ def collect_garbage(store: Store | None = None, root: str | None = None) -> list
 def mount(ref: str, mountpoint: str | None = None, driver: str = "auto",
           store: Store | None = None, root: str | None = None) -> MountRecord:
     """Mount an image read-only (or count one more user of its mount); its record."""
-    from imgscan.mount.mounts import MountTable
+    from imgscan import mounting
 
-    return MountTable(store or open_store(root)).mount(ref, mountpoint, driver)
+    return mounting.mount(ref, mountpoint, driver, root, store=store)
 
 
 def unmount(target: str, force: bool = False, store: Store | None = None,
             root: str | None = None) -> MountRecord | None:
     """Count one user less of an image's mount (an image or its path), unmounting at zero."""
-    from imgscan.mount.mounts import MountTable
+    from imgscan import mounting
 
-    return MountTable(store or open_store(root)).unmount(target, force=force)
+    return mounting.unmount(target, force, root, store=store)
 
 
 def list_mounts(store: Store | None = None, root: str | None = None) -> list[MountRecord]:

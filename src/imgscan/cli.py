@@ -290,15 +290,13 @@ def umount(root: str | None, force: bool, target: str) -> None:
               show_default=True)
 def mounts(root: str | None, fmt: str) -> None:
     """List mounted images: image, path, count and driver."""
-    from dataclasses import asdict
-
     from imgscan.api import list_mounts
 
     store = _store(root)
     recs = list_mounts(store)
     names = {i.id: list(i.names) for i in store.images()}
     if fmt == "json":
-        click.echo(json.dumps([asdict(r) | {"names": names.get(r.image_id, [])}
+        click.echo(json.dumps([r.as_dict() | {"names": names.get(r.image_id, [])}
                                for r in recs], indent=2))
         return
     from tabulate import tabulate

@@ -3,18 +3,23 @@
 
 ``imgscan mount IMAGE`` is something people type and scripts call in loops; click and the
 command table cost more than the mount itself. The common forms of ``mount`` and ``umount``
-(their documented options, each at most once, ``--opt VALUE`` or ``--opt=VALUE``) are parsed
-here and call the same library functions; anything else — ``--help``, a group option, an
-unknown or repeated option, a missing or extra argument, a value click would reject — is
-handed to click unchanged, which gives its usual messages and exit codes. Library errors are
-reported as ``imgscan.clioptions.ImgscanGroup`` reports them.
+(their documented options, each at most once, ``--opt VALUE`` or ``--opt=VALUE``), of
+imgscan's store and of ``containers-storage:``, are parsed here and call the same library
+functions through ``imgscan.mounting``, which imports only what a mount needs; anything
+else — ``--help``, a group option, an unknown or repeated option, a missing or extra
+argument, a value click would reject — is handed to click unchanged, which gives its usual
+messages and exit codes. Library errors are reported as ``imgscan.clioptions.ImgscanGroup``
+reports them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+
+TYPE_CHECKING = False  # nothing imported that a mount does not use
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 #: command -> (options taking a value, flags)
 _COMMANDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -22,6 +27,7 @@ _COMMANDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "umount": (frozenset({"--root"}), frozenset({"--force"})),
 }
 _DRIVERS = ("auto", "overlay", "fuse-overlayfs")
+_CS = "containers-storage:"  # mounted where podman mounts it, on the fast path too
 
 
 def parse(argv: Sequence[str]) -> tuple[str, dict[str, str | bool], str] | None:
@@ -52,10 +58,11 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, str | bool], str] | None:
             return None
     if len(args) != 1 or opts.get("--driver", "auto") not in _DRIVERS:
         return None
-    from imgscan.api import is_other_store_ref
+    from imgscan.mounting import is_other_store_ref
 
-    if is_other_store_ref(args[0]):  # containers-storage: and the like: click's command
-        return None
+    if is_other_store_ref(args[0]) and (not args[0].startswith(_CS) or "--mountpoint" in opts
+                                        or opts.get("--driver", "auto") != "auto"):
+        return None  # docker-daemon:, or options click refuses for containers-storage:
     for path_opt in ("--root", "--mountpoint"):  # click.Path(file_okay=False)
         given = opts.get(path_opt)
         if isinstance(given, str) and (not given or os.path.isfile(given)):
@@ -67,16 +74,24 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, str | bool], str] | None:
 
 
 def _run(command: str, opts: dict[str, str | bool], arg: str) -> None:
-    from imgscan import api
+    """As the click commands ``mount`` and ``umount`` do it, through ``imgscan.mounting``."""
+    from imgscan import mounting
 
-    root = opts.get("--root")
-    store = api.open_store(root if isinstance(root, str) else None)
+    if arg.startswith(_CS):
+        if command == "mount":
+            _say(mounting.mount_other(arg)[0])
+            return
+        path, count = mounting.umount_other(arg)
+        _say(f"{path} still mounted (count {count})" if count else f"unmounted {path}")
+        return
+    given = opts.get("--root")
+    root = given if isinstance(given, str) else None
     if command == "mount":
         mp, driver = opts.get("--mountpoint"), opts.get("--driver", "auto")
-        rec = api.mount(arg, mp if isinstance(mp, str) else None, str(driver), store=store)
+        rec = mounting.mount(arg, mp if isinstance(mp, str) else None, str(driver), root)
         _say(rec.path)
         return
-    done = api.unmount(arg, force=bool(opts.get("--force")), store=store)
+    done = mounting.unmount(arg, force=bool(opts.get("--force")), root=root)
     if done is not None and done.count > 0:
         _say(f"{done.path} still mounted (count {done.count})")
     elif done is not None:

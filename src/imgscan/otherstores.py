@@ -5,16 +5,18 @@
   layers' ``diff/`` directories, mounted as podman mounts, copied by rebuilding each
   layer's original tar (verified against its diff_id);
 * ``docker-daemon:IMAGE`` is read over the Engine API socket (``$DOCKER_HOST`` or
-  ``/var/run/docker.sock``).
+  ``/var/run/docker.sock``): scanned from the save stream as it arrives, pulled through a
+  spooled copy of it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from imgscan.errors import UsageError
 
+TYPE_CHECKING = False  # no typing at run time: `imgscan mount` imports this module
 if TYPE_CHECKING:
+    from typing import Any
+
     from imgscan.images.interface import SourceImage
     from imgscan.inventory import ImageRow
     from imgscan.model import Report
@@ -63,6 +65,22 @@ def scan_containers_storage(ref: str, scanner: Any, store: Any) -> Report:
     if needs_namespace(cs.graph_root):  # a rootless store: read it as podman unshare would
         return in_store_namespace(scan_in_place, cs, image, scanner, store.path("cache"))
     return scan_in_place(cs, image, scanner, store.path("cache"))
+
+
+def scan_other(ref: str, scanner: Any, store: Any) -> Report:
+    """Scan an image of another tool's store where it is (see the two below)."""
+    if ref.startswith(CS_PREFIX):
+        return scan_containers_storage(ref, scanner, store)
+    return scan_docker_daemon(ref, scanner, store)
+
+
+def scan_docker_daemon(ref: str, scanner: Any, store: Any) -> Report:
+    """Scan a Docker Engine's image as its save stream arrives (``imgscan.daemonscan``);
+    layers share imgscan's per-layer cache, nothing of the image is written."""
+    from imgscan.daemonscan import scan_daemon_image
+
+    return scan_daemon_image(ref[len(DAEMON_PREFIX):], scanner, store.path("cache"),
+                             getattr(store, "limits", None))
 
 
 def mount_other(ref: str) -> tuple[str, int]:

@@ -130,10 +130,7 @@ class Scanner:
                                          __version__)
             hit = reportcache.get(cache_root, key)
             if hit is not None:
-                self.stats.cache_hits += len(layers) * sum(not k.is_post for k in known)
-                fresh = replace(hit, timings={"analyze": 0.0, "merge": 0.0, "post": 0.0,
-                                              "total": round(time.monotonic() - t0, 4)},
-                                created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+                fresh = self.from_cache(hit, len(layers), known, t0)
                 return reportcache.mark(fresh, cache_root, key)
         from imgscan.analyzers.layerview import LayerSetView
         from imgscan.analyzers.stream import capture_patterns
@@ -160,8 +157,7 @@ class Scanner:
             packages_added=sum(1 for p in report.packages
                                if p.layer and p.layer.index == s.ref.index))
             for i, (lay, s) in enumerate(zip(layers, state, strict=True))]
-        if key is not None and not any(w.analyzer for w in report.warnings
-                                       if w.message.startswith("analyzer failed")):
+        if key is not None and reportcache.cacheable(report):
             key = reportcache.report_key(config, layers, image, self.identities(),
                                          self.options, __version__)  # as loaded
             if reportcache.put(cache_root, key, report):  # type: ignore[arg-type]
@@ -174,14 +170,10 @@ class Scanner:
         """Fill each ``_Layer`` with results and entries: from the cache where it has them,
         else a stored layer through the dispatcher (files read in place, in parallel) and
         a streamed layer through one walk of its stream (layers in parallel)."""
-        from imgscan.analyzers.cache import ChainedCache, LayerCache, LayerIndexCache
         from imgscan.analyzers.dispatch import Dispatcher
         from imgscan.analyzers.stream import analyze_layers, capture_matcher
 
-        cache: Any = LayerCache(cache_root) if cache_root else None
-        if cache is not None and self.shared_cache is not None:
-            cache = ChainedCache(cache, self.shared_cache)
-        icache = LayerIndexCache(cache_root) if cache_root else None
+        cache, icache = self.layer_caches(cache_root)
         key = "\n".join(patterns)
         todo: dict[int, list[Analyzer]] = {}
         need_index: dict[int, bool] = {}
@@ -236,6 +228,26 @@ class Scanner:
                 if icache is not None and need_index.get(i):
                     icache.put(state[i].ref.diff_id, key, out.entries, out.captured)
                 bar.advance(f"layer {i}")
+
+    def layer_caches(self, cache_root: str | None) -> tuple[Any, Any]:
+        """The per-layer result cache (the store's, with the shared level behind it) and the
+        streamed layers' index cache; (None, None) without a cache root."""
+        from imgscan.analyzers.cache import ChainedCache, LayerCache, LayerIndexCache
+
+        if not cache_root:
+            return None, None
+        cache: Any = LayerCache(cache_root)
+        if self.shared_cache is not None:
+            cache = ChainedCache(cache, self.shared_cache)
+        return cache, LayerIndexCache(cache_root)
+
+    def from_cache(self, hit: Report, layers: int, known: Sequence[Identity],
+                   t0: float) -> Report:
+        """A cached report as this scan's (its timings and date now)."""
+        self.stats.cache_hits += layers * sum(not k.is_post for k in known)
+        return replace(hit, timings={"analyze": 0.0, "merge": 0.0, "post": 0.0,
+                                     "total": round(time.monotonic() - t0, 4)},
+                       created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
     @staticmethod
     def _keep(layer: _Layer, analyzers: Sequence[Analyzer], fresh: Results,
@@ -433,10 +445,6 @@ def _counted(entries: Any, bar: Any) -> Any:
     for e in entries:
         bar.done += 1
         yield e.info
-
-
-
-
 
 
 def _place(f: Finding, layer: LayerRef | None, hidden_by: LayerRef | None) -> Finding:

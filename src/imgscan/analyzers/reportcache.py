@@ -40,6 +40,13 @@ def report_key(config: dict[str, Any], layers: Sequence[Any], image: Any,
     return h.hexdigest()
 
 
+def cacheable(report: Report) -> bool:
+    """A report is cached unless an analyzer failed (a plugin bug may be fixed without a
+    version bump)."""
+    return not any(w.analyzer for w in report.warnings
+                   if w.message.startswith("analyzer failed"))
+
+
 def _path(cache_root: str, key: str) -> str:
     return os.path.join(cache_root, "reports", f"{key}.pickle")
 

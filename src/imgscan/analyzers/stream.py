@@ -166,6 +166,9 @@ def analyze_layer(layer: Layer, analyzers: Sequence[Analyzer],
                   capture: Callable[[FileInfo], bool], with_index: bool = True
                   ) -> LayerOutcome:
     """Walk ``layer`` once, running ``analyzers`` on the files they want (see module)."""
+    outcome_for = getattr(layer, "outcome_for", None)
+    if outcome_for is not None:  # analyzed as its stream passed (``analyzers.sequential``)
+        return cast(LayerOutcome, outcome_for(analyzers))
     out = LayerOutcome(results={a.name: {} for a in analyzers})
     index: dict[tuple[int, str], FileInfo] = {}
     links: list[tuple[FileInfo, tuple[int, ...], bool]] = []

@@ -11,25 +11,33 @@ defaults. Short names are resolved as podman does: ``localhost/NAME`` first, the
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, field, replace
-from typing import Any
 
 from imgscan.errors import StoreError, UsageError
+from imgscan.plainrecord import PlainRecord
+
+TYPE_CHECKING = False  # no typing, dataclasses or tomllib unless needed: `imgscan mount`
+if TYPE_CHECKING:
+    from typing import Any
 
 SYSTEM_STORAGE_CONF = ("/etc/containers/storage.conf", "/usr/share/containers/storage.conf")
 SYSTEM_REGISTRIES_CONF = "/etc/containers/registries.conf"
 
 
-@dataclass(frozen=True)
-class StoreConfig:
+class StoreConfig(PlainRecord):
     """A containers/storage store: driver ("" = detect from the graph root), both roots, and
     the driver options (kept for display; reading needs none of them)."""
 
+    _fields = ("driver", "graph_root", "run_root", "options")
+    __slots__ = _fields
+    _frozen = True
     driver: str
     graph_root: str
     run_root: str
-    options: tuple[str, ...] = field(default=())
+    options: tuple[str, ...]
+
+    def __init__(self, driver: str, graph_root: str, run_root: str,
+                 options: tuple[str, ...] = ()) -> None:
+        self._init(driver=driver, graph_root=graph_root, run_root=run_root, options=options)
 
     def spec(self) -> str:
         """The bracket form containers/image prints for this store."""
@@ -79,6 +87,8 @@ def _rootless() -> bool:
 
 
 def _load_toml(path: str) -> dict[str, Any]:
+    import tomllib
+
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -143,7 +153,7 @@ def resolve_store(text: str) -> tuple[StoreConfig, str]:
     overrides, image = parse_store_reference(text)
     conf = default_store()
     if overrides:
-        conf = replace(conf, **overrides)
+        conf = conf.replace(**overrides)
         if "graph_root" in overrides and "run_root" not in overrides:
             raise UsageError(f"containers-storage:{text}: a graph root needs its run root "
                              "([driver@graphroot+runroot]IMAGE)")

@@ -15,27 +15,35 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
-import tempfile
-from dataclasses import dataclass
 
+from imgscan.atomic import mkstemp
 from imgscan.cstorage.locks import get_lock
-from imgscan.cstorage.store import ContainersStorage, CSImage
 from imgscan.errors import MountError
+from imgscan.jsonlite import dumps, loads
 from imgscan.mount.overlay import kernel_mount, libc, mounted_paths, unmount
+from imgscan.plainrecord import PlainRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from imgscan.cstorage.store import ContainersStorage, CSImage
 
 MS_BIND = 0x1000
 MS_PRIVATE = 1 << 18
 
 
-@dataclass(frozen=True)
-class CSMount:
+class CSMount(PlainRecord):
     """A layer's mount record: where, and how many mounts are counted."""
 
+    _fields = ("id", "path", "count")
+    __slots__ = _fields
+    _frozen = True
     id: str
     path: str
     count: int
+
+    def __init__(self, id: str, path: str, count: int) -> None:
+        self._init(id=id, path=path, count=count)
 
 
 def _mounts_file(cs: ContainersStorage) -> str:
@@ -55,7 +63,7 @@ def _load(cs: ContainersStorage) -> dict[str, CSMount]:
     if not raw.strip():
         return {}
     try:
-        doc = json.loads(raw)
+        doc = loads(raw)
     except ValueError:
         raise MountError(f"{_mounts_file(cs)}: not valid JSON") from None
     out = {}
@@ -72,10 +80,10 @@ def _save(cs: ContainersStorage, recs: dict[str, CSMount]) -> None:
     order = {lid: i for i, lid in enumerate(cs.layer_order())}
     live = sorted((r for r in recs.values() if r.path and r.count > 0),
                   key=lambda r: order.get(r.id, len(order)))
-    data = json.dumps([{"id": r.id, "path": r.path, "count": r.count} for r in live],
-                      separators=(",", ":")).encode()
+    data = dumps([{"id": r.id, "path": r.path, "count": r.count} for r in live],
+                 separators=(",", ":")).encode()
     path = _mounts_file(cs)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-mountpoints.json", dir=os.path.dirname(path))
+    fd, tmp = mkstemp(os.path.dirname(path), prefix=".tmp-mountpoints.json")
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, data)

@@ -9,58 +9,84 @@ mount records are ``mount.py``'s business. Only the overlay driver is read.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 from imgscan.cstorage.conf import StoreConfig, search_registries
 from imgscan.cstorage.locks import LockFile, get_lock
 from imgscan.errors import BadReferenceError, ImageError, StoreError
+from imgscan.jsonlite import loads
+from imgscan.plainrecord import PlainRecord
+
+TYPE_CHECKING = False  # no typing, re, base64 or dataclasses at run time: `imgscan mount`
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 SUPPORTED_DRIVERS = ("overlay",)
-_HEX = re.compile(r"^[0-9a-f]{1,64}$")
-_BIG_DATA_PLAIN = re.compile(r"^[0-9a-z.]*$")
 
 
-@dataclass(frozen=True)
-class CSLayer:
+class CSLayer(PlainRecord):
     """One record of layers.json: ``diff_id`` is the uncompressed digest."""
 
+    _fields = ("id", "parent", "diff_id", "compressed_digest", "compressed_size", "size",
+               "uid_set", "incomplete")
+    __slots__ = _fields
+    _frozen = True
     id: str
     parent: str
     diff_id: str
     compressed_digest: str
     compressed_size: int
     size: int  # uncompressed bytes
-    uid_set: tuple[int, ...] = ()
-    incomplete: bool = False
+    uid_set: tuple[int, ...]
+    incomplete: bool
+
+    def __init__(self, id: str, parent: str, diff_id: str, compressed_digest: str,
+                 compressed_size: int, size: int, uid_set: tuple[int, ...] = (),
+                 incomplete: bool = False) -> None:
+        self._init(id=id, parent=parent, diff_id=diff_id, compressed_digest=compressed_digest,
+                   compressed_size=compressed_size, size=size, uid_set=uid_set,
+                   incomplete=incomplete)
 
 
-@dataclass(frozen=True)
-class CSImage:
+class CSImage(PlainRecord):
     """One record of images.json (``id`` is the config digest's hex)."""
 
+    _fields = ("id", "names", "top_layer", "digest", "created", "big_data")
+    __slots__ = _fields
+    _frozen = True
     id: str
     names: tuple[str, ...]
     top_layer: str
     digest: str  # manifest digest
     created: str
-    big_data: tuple[str, ...] = field(default=())
+    big_data: tuple[str, ...]
+
+    def __init__(self, id: str, names: tuple[str, ...], top_layer: str,
+                 digest: str, created: str, big_data: tuple[str, ...] = ()) -> None:
+        self._init(id=id, names=names, top_layer=top_layer, digest=digest, created=created,
+                   big_data=big_data)
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
 
 
+def _is_hex_id(ref: str) -> bool:
+    """``^[0-9a-f]{1,64}$`` (``re`` is not imported for it: ``imgscan mount``)."""
+    return 0 < len(ref) <= 64 and all(c in "0123456789abcdef" for c in ref)
+
+
 def big_data_name(key: str) -> str:
     """The file name c/storage gives an image's big-data item (``makeBigDataBaseName``)."""
-    return key if _BIG_DATA_PLAIN.match(key) else \
-        "=" + base64.b64encode(key.encode()).decode()
+    import re
+
+    if re.match(r"^[0-9a-z.]*$", key):
+        return key
+    import base64
+
+    return "=" + base64.b64encode(key.encode()).decode()
 
 
 class ContainersStorage:
@@ -219,7 +245,7 @@ class ContainersStorage:
 
     def config(self, image: CSImage) -> dict[str, Any]:
         try:
-            doc = json.loads(self.raw_config(image))
+            doc = loads(self.raw_config(image))
         except ValueError:
             raise ImageError(f"containers-storage: image {image.short_id}: config is not "
                              "JSON") from None
@@ -241,7 +267,7 @@ class ContainersStorage:
         by_name = {n: img for img in self._images for n in img.names}
         if ref in by_name:
             return by_name[ref]
-        if _HEX.match(ref):
+        if _is_hex_id(ref):
             hits = [img for img in self._images if img.id.startswith(ref)]
             if len(hits) == 1:
                 return hits[0]
@@ -304,7 +330,7 @@ def _read_json_list(path: str, required: bool) -> list[dict[str, Any]]:
     if not raw.strip():
         return []
     try:
-        doc = json.loads(raw)
+        doc = loads(raw)
     except ValueError:
         raise StoreError(f"{path}: not valid JSON") from None
     if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):

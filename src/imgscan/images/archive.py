@@ -45,14 +45,13 @@ from imgscan.errors import DigestMismatch, ImageError, UnsafeLayerError
 from imgscan.images import mediatypes as mt
 from imgscan.images.compression import HEAD_SIZE, detect_compression, open_decompressed
 from imgscan.images.digest import parse_digest, sha256_digest
-from imgscan.images.docker_manifest import canonical_keys, choose_item, str_list, with_tag
+from imgscan.images.docker_manifest import manifest_item, str_list, with_tag
 from imgscan.images.interface import (
     MAX_CONFIG_BYTES,
     MAX_MANIFEST_BYTES,
     BlobSource,
     Platform,
     SourceImage,
-    load_json,
     parse_config,
 )
 from imgscan.images.oci_layout import LayoutSource, image_from_layout, naming
@@ -61,8 +60,11 @@ __all__ = [
     "DockerArchiveSource",
     "OCIArchiveSource",
     "TarArchive",
+    "clean_name",
+    "docker_manifest",
     "open_docker_archive",
     "open_oci_archive",
+    "resolve_link",
 ]
 
 _BLOB_NAME_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
@@ -112,7 +114,7 @@ class _MemberReader(io.RawIOBase):
         super().close()
 
 
-def _clean_name(name: str, what: str) -> str:
+def clean_name(name: str, what: str) -> str:
     """A member name as a relative path, or UnsafeLayerError for one that could escape."""
     n = name
     while n.startswith("./"):
@@ -181,7 +183,7 @@ class TarArchive:
                         break
                     if len(self._members) + len(self._others) >= MAX_MEMBERS:
                         raise ImageError(f"{what}: more than {MAX_MEMBERS} members")
-                    name = _clean_name(ti.name, what)
+                    name = clean_name(ti.name, what)
                     if not name:
                         continue
                     if name in self._members or name in self._others:
@@ -224,26 +226,8 @@ class TarArchive:
 
     def resolve(self, name: str) -> str:
         """The regular member that ``name`` is, or that its link chain inside the archive
-        leads to. Docker's own ``docker save`` (and skopeo) write ``<id>/layer.tar`` as a
-        relative symlink to a shared layer; the chain is resolved by name within the archive,
-        never on a file system, and may not leave the archive root."""
-        seen = 0
-        while name in self._links:
-            seen += 1
-            if seen > 16:
-                raise ImageError(f"{self.description}: {name}: too many levels of links")
-            is_sym, target = self._links[name]
-            if target.startswith("/"):
-                raise UnsafeLayerError(
-                    f"{self.description}: link {name} -> {target} is absolute; not followed"
-                )
-            joined = posixpath.join(posixpath.dirname(name), target) if is_sym else target
-            norm = posixpath.normpath(joined)
-            if norm == ".." or norm.startswith("../"):
-                raise UnsafeLayerError(
-                    f"{self.description}: link {name} -> {target} leaves the archive"
-                )
-            name = norm
+        leads to (``resolve_link``)."""
+        name = resolve_link(name, self._links, self.description)
         self._lookup(name)
         return name
 
@@ -262,6 +246,27 @@ class TarArchive:
         """Release the archive; readers already open keep working on their own descriptors."""
         self._finalizer()
         self._fd = -1
+
+
+def resolve_link(name: str, links: dict[str, tuple[bool, str]], what: str) -> str:
+    """Where ``name`` leads through the archive's own links (``links``: member -> (is a
+    symlink, target)). Docker's ``docker save`` (and skopeo) write ``<id>/layer.tar`` as a
+    relative symlink to a shared layer; the chain is resolved by name within the archive,
+    never on a file system, and may not leave the archive root."""
+    seen = 0
+    while name in links:
+        seen += 1
+        if seen > 16:
+            raise ImageError(f"{what}: {name}: too many levels of links")
+        is_sym, target = links[name]
+        if target.startswith("/"):
+            raise UnsafeLayerError(f"{what}: link {name} -> {target} is absolute; not followed")
+        joined = posixpath.join(posixpath.dirname(name), target) if is_sym else target
+        norm = posixpath.normpath(joined)
+        if norm == ".." or norm.startswith("../"):
+            raise UnsafeLayerError(f"{what}: link {name} -> {target} leaves the archive")
+        name = norm
+    return name
 
 
 class OCIArchiveSource(LayoutSource):
@@ -377,15 +382,10 @@ def _hash_member(archive: TarArchive, name: str) -> str:
 
 def _from_manifest_json(archive: TarArchive, ref: str | None, index: int | None) -> SourceImage:
     what = archive.description
-    doc = load_json(archive.read("manifest.json", MAX_MANIFEST_BYTES), f"{what}: manifest.json")
-    if not isinstance(doc, list) or not all(isinstance(x, dict) for x in doc):
-        raise ImageError(f"{what}: manifest.json is not a list of objects")
-    item = choose_item([canonical_keys(x) for x in doc], ref, index, what)
-    config_name = item.get("Config")
-    if not isinstance(config_name, str) or not config_name:
-        raise ImageError(f"{what}: manifest.json item has no Config")
-    config_name = archive.resolve(_clean_name(config_name, what))
-    layer_names = [archive.resolve(_clean_name(n, what))
+    item, config_name = manifest_item(archive.read("manifest.json", MAX_MANIFEST_BYTES), ref,
+                                      index, what)
+    config_name = archive.resolve(clean_name(config_name, what))
+    layer_names = [archive.resolve(clean_name(n, what))
                    for n in str_list(item.get("Layers"), f"{what}: manifest.json Layers")]
     repo_tags = str_list(item.get("RepoTags"), f"{what}: manifest.json RepoTags")
     tags = [with_tag(t) for t in repo_tags if t]
@@ -432,12 +432,7 @@ def _from_manifest_json(archive: TarArchive, ref: str | None, index: int | None)
         # the same digest under two names (a repeated layer): either serves, both are checked
         source.blobs.setdefault(digest, name)
         layers.append({"mediaType": media, "size": size, "digest": digest})
-    manifest = _go_json({
-        "schemaVersion": 2,
-        "mediaType": mt.DOCKER_MANIFEST,
-        "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(config), "digest": config_digest},
-        "layers": layers,
-    })
+    manifest = docker_manifest(config, layers)
     image = SourceImage(
         source,
         manifest,
@@ -449,6 +444,18 @@ def _from_manifest_json(archive: TarArchive, ref: str | None, index: int | None)
         log.warning("%s", message)
     image.warnings.extend(warnings)
     return image
+
+
+def docker_manifest(config: bytes, layers: list[dict[str, Any]]) -> bytes:
+    """The Docker v2s2 manifest synthesised for a docker-archive image (``layers``: its
+    descriptors), the same bytes every time: the image's digest in reports."""
+    return _go_json({
+        "schemaVersion": 2,
+        "mediaType": mt.DOCKER_MANIFEST,
+        "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(config),
+                   "digest": sha256_digest(config)},
+        "layers": layers,
+    })
 
 
 def _go_json(obj: Any) -> bytes:

@@ -10,6 +10,7 @@ import re
 from typing import Protocol
 
 from imgscan.errors import DigestMismatch, ImageError
+from imgscan.hexid import hex_of as hex_of
 
 _DIGEST_RE = re.compile(r"^(?P<alg>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<enc>[a-zA-Z0-9=_-]+)$")
 _HEX = {"sha256": 64, "sha512": 128}
@@ -34,11 +35,6 @@ def sha256_digest(data: bytes) -> str:
     import hashlib  # imported on use: mounting needs only the helpers on names
 
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def hex_of(digest: str) -> str:
-    """The encoded part of a digest (``sha256:abc`` -> ``abc``)."""
-    return digest.split(":", 1)[1] if ":" in digest else digest
 
 
 def verify_bytes(data: bytes, digest: str, what: str, size: int | None = None) -> None:

@@ -5,17 +5,24 @@ checks that the socket is an Engine, ``GET /images/json`` lists, ``GET /images/{
 streams the image as ``docker save`` writes it. The socket is ``$DOCKER_HOST``
 (``unix://PATH``) or ``/var/run/docker.sock``.
 
-Until the scanner consumes layer streams, the save stream is spooled to a private unlinked
-temp file as it arrives and read as a docker-archive from there; nothing is left behind.
+``scan`` reads the save stream as it arrives (``save_stream``: ``images.docker_stream`` walks
+it, ``analyzers.sequential`` analyzes each layer as it passes): nothing of the image is written.
+``pull`` and ``inspect`` (``open_daemon_image``) need the image as a source read by digest, in
+any order, so they spool the stream to a private, already-unlinked temp file first and read
+that as a docker-archive (a pull writes the image to disk anyway).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import tempfile
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.client import HTTPException
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import urllib3
@@ -137,8 +144,11 @@ class Engine:
             raise ImageError(f"{self.what}: load failed: HTTP {r.status}: {text[:300]}")
         return text
 
-    def save_to(self, name: str, out: Any) -> int:
-        """Write ``GET /images/{name}/get`` to ``out`` as it arrives; the byte count."""
+    @contextmanager
+    def save_stream(self, name: str) -> Iterator[BinaryIO]:
+        """``GET /images/{name}/get`` as a stream, read as it arrives. A connection that
+        breaks is an ``ImageError`` at that read and at every later one (an analyzer that
+        swallows the first cannot hide it), and again when the context ends."""
         self.check()
         r = self._request("GET", f"/images/{quote(name, safe='/:@')}/get", stream=True,
                           timeout=urllib3.Timeout(connect=10, read=600))
@@ -148,19 +158,49 @@ class Engine:
             if r.status != 200:
                 raise ImageError(f"{self.what}: {name}: HTTP {r.status}: "
                                  f"{_message(r.read())}")
-            n = 0
-            try:
-                for chunk in r.stream(_CHUNK):
-                    out.write(chunk)
-                    n += len(chunk)
-            except (HTTPError, OSError) as e:
-                raise ImageError(f"{self.what}: {name}: the stream broke off after {n} bytes "
-                                 f"({type(e).__name__}; did the daemon stop?)") from None
-            if n == 0:
-                raise ImageError(f"{self.what}: {name}: empty image stream")
-            return n
+            wire = _Wire(r, f"{self.what}: {name}")
+            yield io.BufferedReader(wire, _CHUNK)
+            if wire.broken:
+                raise ImageError(wire.broken)
         finally:
             r.release_conn()
+
+    def save_to(self, name: str, out: Any) -> int:
+        """Write ``GET /images/{name}/get`` to ``out``; the byte count (``pull`` only)."""
+        n = 0
+        with self.save_stream(name) as src:
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+                n += len(chunk)
+        if n == 0:
+            raise ImageError(f"{self.what}: {name}: empty image stream")
+        return n
+
+
+class _Wire(io.RawIOBase):
+    """The response body as a raw stream; a broken connection is sticky (see save_stream)."""
+
+    def __init__(self, response: Any, what: str) -> None:
+        self._r = response
+        self._what = what
+        self.count = 0
+        self.broken = ""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if self.broken:
+            raise ImageError(self.broken)
+        try:
+            data = self._r.read(len(buf))
+        except (HTTPError, HTTPException, OSError) as e:
+            self.broken = (f"{self._what}: the stream broke off after {self.count} bytes "
+                           f"({type(e).__name__}; did the daemon stop?)")
+            raise ImageError(self.broken) from None
+        buf[: len(data)] = data
+        self.count += len(data)
+        return len(data)
 
 
 def _message(data: bytes) -> str:
@@ -175,8 +215,8 @@ def _message(data: bytes) -> str:
 
 def open_daemon_image(name: str, platform: Platform | None = None,
                       engine: Engine | None = None) -> SourceImage:
-    """Image ``name`` of the Engine as a verified ``SourceImage`` (the caller closes its
-    source)."""
+    """Image ``name`` of the Engine as a verified ``SourceImage``, spooled (see the module;
+    the caller closes its source)."""
     from imgscan.images.archive import open_docker_archive
 
     if not name:

@@ -9,7 +9,7 @@ from typing import Any
 from imgscan.errors import BadReferenceError, ImageError
 from imgscan.images.reference import normalize_docker_name
 
-__all__ = ["canonical_keys", "choose_item", "str_list", "with_tag"]
+__all__ = ["canonical_keys", "choose_item", "manifest_item", "str_list", "with_tag"]
 
 #: manifest.json keys in the spelling docker writes; others are matched to them by case
 _MANIFEST_KEYS = ("Config", "RepoTags", "Layers", "LayerSources", "Parent")
@@ -76,3 +76,19 @@ def choose_item(items: list[dict[str, Any]], ref: str | None, index: int | None,
             if items else f"{what}: manifest.json lists no image"
         )
     return items[0]
+
+
+def manifest_item(raw: bytes, ref: str | None, index: int | None, what: str
+                  ) -> tuple[dict[str, Any], str]:
+    """The item of ``manifest.json`` (its bytes) chosen by ``ref``/``index`` (or the only
+    one), keys in docker's spelling, and its Config name as written."""
+    from imgscan.images.interface import load_json
+
+    doc = load_json(raw, f"{what}: manifest.json")
+    if not isinstance(doc, list) or not all(isinstance(x, dict) for x in doc):
+        raise ImageError(f"{what}: manifest.json is not a list of objects")
+    item = choose_item([canonical_keys(x) for x in doc], ref, index, what)
+    config_name = item.get("Config")
+    if not isinstance(config_name, str) or not config_name:
+        raise ImageError(f"{what}: manifest.json item has no Config")
+    return item, config_name

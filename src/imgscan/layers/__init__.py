@@ -4,7 +4,9 @@ metadata and a way to read their bytes once".
 One interface (``Layer``, ``LayerMember`` in ``imgscan.layers.interface``) and its sources:
 
 * ``BlobLayer`` (``imgscan.layers.blob``): a layer blob streamed from any image source (OCI
-  layout, archive, registry, Docker API) — decompressed, walked, verified, never unpacked;
+  layout, archive, registry) — decompressed, walked, verified, never unpacked;
+* ``ArrivingLayer`` (``imgscan.layers.sequential``): a layer of a stream that carries a
+  whole image (a Docker Engine's save stream), walked once as it passes, hashed on the way;
 * ``StoredLayer`` (``imgscan.layers.stored``): a layer extracted in imgscan's store
   (directory plus its tar index);
 * a containers/storage ``diff/`` directory (``imgscan.cstorage``) implements the same ABC.

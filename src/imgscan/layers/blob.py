@@ -48,25 +48,38 @@ class BlobLayer(Layer):
 
     @contextmanager
     def members(self) -> Iterator[Iterator[LayerMember]]:
-        from imgscan.images.compression import open_decompressed
-        from imgscan.images.digest import HashingReader
-        from imgscan.layers.tarwalk import walk_tar  # not imported on a report-cache hit
-
         what = f"layer {self.layer.index} ({self.layer.diff_id})"
         with self.image.open_layer(self.layer) as raw:
-            tar_stream = HashingReader(open_decompressed(raw, what), self.layer.diff_id,
-                                       f"{what}: diff_id", max_bytes=self.limits.max_bytes)
-            stream: BinaryIO = io.BufferedReader(_Raw(tar_stream), 1 << 20)
+            walk, tar_stream = walk_verified(raw, self.layer.diff_id, what, self.limits)
 
-            def walk() -> Iterator[LayerMember]:
-                yield from walk_tar(stream, self.limits)
-                # the walk is complete only once both digests are checked
-                tar_stream.drain()
-                if isinstance(raw, HashingReader):
-                    raw.drain()
+            def counted() -> Iterator[LayerMember]:
+                yield from walk
                 self.tar_size = tar_stream.count
 
-            yield walk()
+            yield counted()
+
+
+def walk_verified(raw: Any, diff_id: str | None, what: str, limits: LayerLimits
+                  ) -> tuple[Iterator[LayerMember], Any]:
+    """The members of ``raw`` (a layer blob, decompressed as it streams) and the reader that
+    hashes the tar: the walk is complete only once both digests are checked — the tar
+    against ``diff_id`` (only computed when None: ``digest()`` afterwards), ``raw`` against
+    its own when it is a ``HashingReader``."""
+    from imgscan.images.compression import open_decompressed
+    from imgscan.images.digest import HashingReader
+    from imgscan.layers.tarwalk import walk_tar  # not imported on a report-cache hit
+
+    tar_stream = HashingReader(open_decompressed(raw, what), diff_id or None,
+                               f"{what}: diff_id", max_bytes=limits.max_bytes)
+    stream: BinaryIO = io.BufferedReader(_Raw(tar_stream), 1 << 20)
+
+    def walk() -> Iterator[LayerMember]:
+        yield from walk_tar(stream, limits)
+        tar_stream.drain()
+        if isinstance(raw, HashingReader):
+            raw.drain()
+
+    return walk(), tar_stream
 
 
 def source_image_layers(image: Any, names: Sequence[str] = (), limits: Any = None
@@ -82,17 +95,24 @@ def source_image_layers(image: Any, names: Sequence[str] = (), limits: Any = Non
                                              history[i] if i < len(history) else ""), lim)
               for i, lay in enumerate(image.layers)]
     c = image.config
-    summary = ImageSummary(
-        name=names[0] if names else (image.names[0] if image.names else ""),
-        id=image.image_id,
-        digest=image.manifest_digest,
-        os=str(c.get("os") or ""),
-        architecture=str(c.get("architecture") or ""),
-        variant=str(c.get("variant") or ""),
-        created=str(c.get("created") or ""),
-        size=sum(lay.size for lay in image.layers),
-        user=str((c.get("config") or {}).get("User") or ""),
-        names=tuple(names or image.names),
+    summary = image_summary(c, image.image_id, image.manifest_digest,
+                            names or image.names, sum(lay.size for lay in image.layers))
+    return c, layers, summary
+
+
+def image_summary(config: dict[str, Any], image_id: str, digest: str, names: Sequence[str],
+                  size: int) -> ImageSummary:
+    """The report's image summary of an image read from a source (not from a store)."""
+    return ImageSummary(
+        name=names[0] if names else "",
+        id=image_id,
+        digest=digest,
+        os=str(config.get("os") or ""),
+        architecture=str(config.get("architecture") or ""),
+        variant=str(config.get("variant") or ""),
+        created=str(config.get("created") or ""),
+        size=size,
+        user=str((config.get("config") or {}).get("User") or ""),
+        names=tuple(names),
         source="image",
     )
-    return c, layers, summary

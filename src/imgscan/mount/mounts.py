@@ -12,91 +12,93 @@ mounts while ``imgscan.housekeeping`` composes the two.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import os
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
-from typing import Protocol
 
 from imgscan.atomic import write_json_atomic
 from imgscan.errors import MountError
-from imgscan.images.digest import hex_of
+from imgscan.hexid import hex_of
 from imgscan.mount import overlay
+from imgscan.plainrecord import PlainRecord
+
+TYPE_CHECKING = False  # typing, contextlib and dataclasses are not imported at run time
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from contextlib import AbstractContextManager
+    from typing import Protocol
+
+    from imgscan.mount.problems import MountProblem
+
+    class StoreLock(Protocol):
+        """The store's re-entrant fcntl lock with its last-writer token."""
+
+        def shared(self) -> AbstractContextManager[None]: ...
+        def exclusive(self) -> AbstractContextManager[None]: ...
+        def record_write(self) -> bytes: ...
+
+    class StoredImage(Protocol):
+        """What a mount needs to know of an image: its id and its layers' chain ids."""
+
+        @property
+        def id(self) -> str: ...
+        @property
+        def layers(self) -> tuple[str, ...]: ...
+        @property
+        def short_id(self) -> str: ...
+
+    class StoredLayer(Protocol):
+        """A layer's short link name (``l/<link>``) and how its whiteouts are stored."""
+
+        @property
+        def link(self) -> str: ...
+        @property
+        def whiteouts(self) -> str: ...
+
+    class LayerStore(Protocol):
+        """The store as mounting sees it; its lookups take the (re-entrant) shared lock."""
+
+        @property
+        def root(self) -> str: ...
+        @property
+        def lock(self) -> StoreLock: ...
+
+        def path(self, *parts: str) -> str: ...
+        def lookup(self, ref: str) -> StoredImage: ...
+        def layer(self, chain_id: str) -> StoredLayer: ...
+        def images(self) -> Sequence[StoredImage]: ...
 
 DRIVERS = ("auto", "overlay", "fuse-overlayfs")
 
 
-class StoreLock(Protocol):
-    """The store's re-entrant fcntl lock with its last-writer token."""
+class MountRecord(PlainRecord):
+    """One image's mount: where, how many users, which driver, in which boot (a plain
+    record: ``dataclasses`` would import ``inspect`` into every ``imgscan mount``).
+    ``as_dict`` is the record as ``mounts.json`` and ``imgscan mounts --format json`` show
+    it."""
 
-    def shared(self) -> AbstractContextManager[None]: ...
-    def exclusive(self) -> AbstractContextManager[None]: ...
-    def record_write(self) -> bytes: ...
+    _fields = ("image_id", "path", "count", "driver", "boot_id", "managed")
+    __slots__ = _fields
 
-
-class StoredImage(Protocol):
-    """What a mount needs to know of an image: its id and its layers' chain ids."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def layers(self) -> tuple[str, ...]: ...
-    @property
-    def short_id(self) -> str: ...
+    def __init__(self, image_id: str, path: str, count: int, driver: str, boot_id: str,
+                 managed: bool = True) -> None:
+        self.image_id, self.path, self.count = image_id, path, count
+        self.driver, self.boot_id = driver, boot_id
+        self.managed = managed  # the mount point directory was made by imgscan
 
 
-class StoredLayer(Protocol):
-    """A layer's short link name (``l/<link>``) and how its whiteouts are stored."""
-
-    @property
-    def link(self) -> str: ...
-    @property
-    def whiteouts(self) -> str: ...
-
-
-class LayerStore(Protocol):
-    """The store as mounting sees it; its lookups take the (re-entrant) shared lock."""
-
-    @property
-    def root(self) -> str: ...
-    @property
-    def lock(self) -> StoreLock: ...
-
-    def path(self, *parts: str) -> str: ...
-    def lookup(self, ref: str) -> StoredImage: ...
-    def layer(self, chain_id: str) -> StoredLayer: ...
-    def images(self) -> Sequence[StoredImage]: ...
-
-
-@dataclass(frozen=True)
-class MountProblem:
-    """A mount record or mount that ``store check`` reports (the shape of the store's)."""
-
-    kind: str
-    path: str
-    message: str
-    repairable: bool = True
-
-
-@dataclass
-class MountRecord:
-    image_id: str
-    path: str
-    count: int
-    driver: str
-    boot_id: str
-    managed: bool = True  # the mount point directory was made by imgscan
+_boot_id: str | None = None
 
 
 def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
+    """This boot's id (read once per process: it cannot change while the process lives)."""
+    global _boot_id
+    if _boot_id is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                _boot_id = f.read().strip()
+        except OSError:
+            _boot_id = ""
+    return _boot_id
 
 
 class MountTable:
@@ -106,10 +108,12 @@ class MountTable:
 
     # -- records (call with the store lock held) -------------------------------------------
     def _load(self) -> dict[str, MountRecord]:
+        from imgscan.jsonlite import loads
+
         try:
             with open(self.file) as f:
-                doc = json.load(f)
-            return {k: MountRecord(**v) for k, v in doc.items()}
+                doc = loads(f.read())
+            return {k: MountRecord(**v) for k, v in doc.items()}  # type: ignore[attr-defined]
         except FileNotFoundError:
             return {}
         except (ValueError, TypeError):
@@ -117,7 +121,10 @@ class MountTable:
 
     def _save(self, recs: dict[str, MountRecord]) -> None:
         self.store.lock.record_write()
-        write_json_atomic(self.file, {k: asdict(v) for k, v in sorted(recs.items())})
+        # not fsynced: a record does not outlive the boot it names (see _is_live), and the
+        # rename is atomic for every process of this boot
+        write_json_atomic(self.file, {k: v.as_dict() for k, v in sorted(recs.items())},
+                          durable=False)
 
     def _is_live(self, rec: MountRecord, mounted: dict[str, str] | None = None) -> bool:
         mounted = overlay.mounted_paths() if mounted is None else mounted
@@ -222,8 +229,10 @@ class MountTable:
 
     def _cleanup_mountpoint(self, path: str) -> None:
         if path.startswith(self.store.path("run", "mnt") + os.sep):
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 (no contextlib on the mount path)
                 os.rmdir(path)
+            except OSError:
+                pass
 
     def unmount(self, ref_or_path: str, force: bool = False) -> MountRecord | None:
         """Decrement the count of an image's mount; unmount at zero (``force``: now).
@@ -283,6 +292,8 @@ class MountTable:
     def check_locked(self, repair: bool) -> list[MountProblem]:
         """Under the store's lock: records of images gone, records whose mount is gone,
         and mounts on the store's own mount points that no record knows."""
+        from imgscan.mount.problems import MountProblem
+
         problems = []
         images = {i.id for i in self.store.images()}
         recs = self._load()
@@ -294,8 +305,10 @@ class MountTable:
                                              "mount record of an image not in the store"))
                 if repair:
                     if rec.path in mounted:
-                        with contextlib.suppress(OSError):
+                        try:  # noqa: SIM105 (no contextlib on the mount path)
                             overlay.unmount(rec.path, detach=True)
+                        except OSError:
+                            pass
                     recs.pop(image_id)
                     changed = True
             elif not self._is_live(rec, mounted):

@@ -11,10 +11,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import threading
-from collections.abc import Sequence
+from _thread import allocate_lock  # what threading.Lock is, without importing threading
 
 from imgscan.errors import MountError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -23,7 +26,7 @@ MNT_DETACH = 2
 PAGE_LIMIT = 4095  # the option string must fit in one page including its NUL
 
 _libc: ctypes.CDLL | None = None
-_cwd_lock = threading.Lock()
+_cwd_lock = allocate_lock()
 
 
 def libc() -> ctypes.CDLL:

@@ -31,6 +31,8 @@ from imgscan.errors import StoreError
 from imgscan.images.digest import hex_of
 from imgscan.store.limits import ExtractLimits
 from imgscan.store.lock import OwnerLock, StoreLock
+from imgscan.store.root import default_root as default_root
+from imgscan.store.root import prepare_root, read_store_json
 
 if TYPE_CHECKING:  # the records are imported when the metadata is read: a scan that streams
     # its layers only needs the store's paths
@@ -40,34 +42,14 @@ if TYPE_CHECKING:  # the records are imported when the metadata is read: a scan 
 SHORT_ID_LEN = 10
 
 
-def default_root() -> str:
-    """``$IMGSCAN_ROOT``, else /var/lib/imgscan for root, else the XDG data directory."""
-    env = os.environ.get("IMGSCAN_ROOT")
-    if env:
-        return env
-    if os.geteuid() == 0:
-        return "/var/lib/imgscan"
-    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return os.path.join(data, "imgscan")
-
-
 class StoreCore:
     """A store of images at ``root``. Safe to use from any number of processes at once."""
 
     def __init__(self, root: str | None = None, *, limits: ExtractLimits | None = None,
                  jobs: int | None = None, create: bool = True) -> None:
-        self.root = os.path.abspath(root or default_root())
         self.limits = limits or ExtractLimits()
         self.jobs = jobs or min(4, os.cpu_count() or 1)
-        if not create and not os.path.isdir(self.root):
-            # a read-only command on a mistyped --root must not make a new, empty store
-            raise StoreError(f"no store at {self.root}: nothing was pulled there (check "
-                             "--root and $IMGSCAN_ROOT, or 'imgscan pull' an image first)")
-        try:
-            for d in ("layers", "l", "images", "staging", "trash", "cache", "run"):
-                os.makedirs(os.path.join(self.root, d), exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"cannot create the store at {self.root}: {e.strerror}") from None
+        self.root = prepare_root(root, create)
         self.lock = StoreLock(self.path("store.lock"))
         self._meta: StoreMeta | None = None
         self._token: bytes | None = None
@@ -105,20 +87,10 @@ class StoreCore:
         return self._meta
 
     def _read_meta(self) -> StoreMeta:
-        from imgscan.store.records import StoreMeta
+        from imgscan.store.records import StoreMeta, meta_from_doc
 
-        try:
-            with open(self.path("store.json"), "rb") as f:
-                doc = json.load(f)
-        except FileNotFoundError:
-            return StoreMeta()
-        except (ValueError, OSError) as e:
-            raise StoreError(f"store metadata {self.path('store.json')} is unreadable: {e}") \
-                from None
-        try:
-            return StoreMeta.from_json(doc)
-        except (TypeError, KeyError, AttributeError) as e:
-            raise StoreError(f"store metadata is malformed: {e}") from None
+        doc = read_store_json(self.path("store.json"))
+        return StoreMeta() if doc is None else meta_from_doc(doc)
 
     def _write_meta(self, meta: StoreMeta) -> None:
         """Under the exclusive lock: token first, then the atomic rename of store.json."""

@@ -8,20 +8,36 @@ not a thread, so an in-process lock serialises threads on top.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-import threading
 import time
-from collections.abc import Iterator
+from _thread import RLock  # threading.RLock is this one; `threading` costs a mount 1 ms
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
 
 TOKEN_SIZE = 64
+
+
+class _Hold:
+    """One hold of a ``StoreLock`` (a class, not ``contextlib.contextmanager``: the lock is
+    on the path of ``imgscan mount``, which does not otherwise import contextlib)."""
+
+    def __init__(self, lock: StoreLock, mode: int) -> None:
+        self.lock, self.mode = lock, mode
+
+    def __enter__(self) -> None:
+        self.lock._acquire(self.mode)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock._release()
 
 
 class StoreLock:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._thread_lock = threading.RLock()
+        self._thread_lock = RLock()
         self._fd: int | None = None
         self._depth = 0
         self._mode = 0
@@ -39,9 +55,10 @@ class StoreLock:
 
     read_only = False
 
-    @contextlib.contextmanager
-    def _locked(self, mode: int) -> Iterator[None]:
-        with self._thread_lock:
+    def _acquire(self, mode: int) -> None:
+        """Take the thread lock, then (outermost hold only) the fcntl lock in ``mode``."""
+        self._thread_lock.acquire()
+        try:
             fd = self._open()
             if self._depth == 0:
                 if mode == fcntl.LOCK_EX and self.read_only:
@@ -54,21 +71,27 @@ class StoreLock:
             elif mode == fcntl.LOCK_EX and self._mode != fcntl.LOCK_EX:
                 raise RuntimeError("cannot upgrade a shared store lock to exclusive")
             self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    fcntl.lockf(fd, fcntl.LOCK_UN)
-                    self._mode = 0
+        except BaseException:
+            self._thread_lock.release()
+            raise
 
-    def shared(self) -> contextlib.AbstractContextManager[None]:
+    def _release(self) -> None:
+        try:
+            self._depth -= 1
+            if self._depth == 0:
+                assert self._fd is not None
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
+                self._mode = 0
+        finally:
+            self._thread_lock.release()
+
+    def shared(self) -> AbstractContextManager[None]:
         """Hold for reading metadata: any number of readers, no writer."""
-        return self._locked(fcntl.LOCK_SH)
+        return _Hold(self, fcntl.LOCK_SH)
 
-    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+    def exclusive(self) -> AbstractContextManager[None]:
         """Hold for committing changes: one writer, no reader."""
-        return self._locked(fcntl.LOCK_EX)
+        return _Hold(self, fcntl.LOCK_EX)
 
     def token(self) -> bytes:
         """The last writer's token (empty when nothing was written yet)."""

@@ -8,13 +8,14 @@ mount records can share them without importing one another.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from imgscan.errors import BadReferenceError, StoreError
-from imgscan.images.digest import hex_of
+from imgscan.errors import StoreError
+from imgscan.hexid import hex_of
+from imgscan.store.refs import normalize_name as normalize_name
+from imgscan.store.refs import resolve_ref
 
 STORE_VERSION = 1
 
@@ -28,16 +29,6 @@ def chain_ids(diff_ids: Iterable[str]) -> list[str]:
         else:
             out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
     return out
-
-
-def normalize_name(name: str) -> str:
-    """``name`` -> ``name:latest``; a name with a tag or digest is kept as it is."""
-    if not name or any(c.isspace() for c in name):
-        raise BadReferenceError(f"invalid image name {name!r}")
-    last = name.rsplit("/", 1)[-1]
-    if "@" in last or ":" in last:
-        return name
-    return name + ":latest"
 
 
 @dataclass(frozen=True)
@@ -116,6 +107,14 @@ class StoreMeta:
         return [i for i in self.images.values() if chain_id in i.layers]
 
 
+def meta_from_doc(doc: Any) -> StoreMeta:
+    """The metadata of a parsed ``store.json``, or a StoreError saying what is wrong."""
+    try:
+        return StoreMeta.from_json(doc)
+    except (TypeError, KeyError, AttributeError) as e:
+        raise StoreError(f"store metadata is malformed: {e}") from None
+
+
 @dataclass(frozen=True)
 class Problem:
     """Something ``store check`` found; ``repairable`` ones are fixed by ``--repair``."""
@@ -129,60 +128,7 @@ class Problem:
 def resolve_image(meta: StoreMeta, ref: str) -> ImageRecord:
     """An image by name[:tag], full or unique-prefix id (with or without ``sha256:``), or
     manifest digest."""
-    if not ref:
-        raise BadReferenceError("empty image reference")
-    for candidate in _candidates(ref):
-        for img in meta.images.values():
-            if candidate in img.names:
-                return img
-    key = ref[7:] if ref.startswith("sha256:") else ref
-    if len(key) >= 3 and all(c in "0123456789abcdef" for c in key):
-        matches = [i for i in meta.images.values()
-                   if hex_of(i.id).startswith(key) or hex_of(i.manifest_digest) == key]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            ids = ", ".join(sorted(m.short_id for m in matches))
-            raise BadReferenceError(f"image id prefix {ref!r} is ambiguous: it matches {ids}")
-    for img in meta.images.values():
-        if ref == img.manifest_digest:
-            return img
-    raise BadReferenceError(f"no image {ref!r} in the store; {_next_step(ref)}")
-
-
-def has_domain(name: str) -> bool:
-    """Does ``name`` start with a registry (``quay.io/…``, ``localhost:5000/…``)? The rule
-    podman and docker share: a first component with a dot or a port, or ``localhost``."""
-    first, sep, _ = name.partition("/")
-    return bool(sep) and ("." in first or ":" in first or first == "localhost")
-
-
-def _candidates(ref: str) -> list[str]:
-    """The names a reference may mean, as podman resolves a short name against local
-    images: as given, with ``:latest``, then under ``localhost/`` (where imgscan and podman
-    put images without a registry) and Docker Hub's ``docker.io/library/``."""
-    if "@" in ref:
-        return [ref]
-    full = normalize_name(ref)
-    out = [ref, full]
-    if not has_domain(ref):
-        out += [f"localhost/{full}", f"docker.io/{full}"]
-        if "/" not in ref:
-            out.append(f"docker.io/library/{full}")
-    return out
-
-
-def _next_step(ref: str) -> str:
-    """What the user probably meant, for the not-found message."""
-    if os.path.isfile(os.path.join(ref, "index.json")):
-        return f"to read the OCI layout there, use oci:{ref}"
-    if os.path.isdir(ref):
-        return f"to scan the directory, use dir:{ref}"
-    if os.path.isfile(ref):
-        return f"for an archive, use docker-archive:{ref} or oci-archive:{ref}"
-    if has_domain(ref):
-        return f"to read it from the registry, use docker://{ref}"
-    return "see 'imgscan images', or pull it first"
+    return resolve_ref(meta.images.values(), ref)
 
 
 def with_names(img: ImageRecord, names: list[str]) -> ImageRecord:
