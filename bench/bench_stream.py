@@ -262,6 +262,7 @@ def main() -> int:
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     trivy = trivy_bin()
+    load_before = os.getloadavg()[0]
     parts = []
     if args.image in ("debian", "both"):
         parts.append(bench("debian", *debian_image(), args.runs, trivy,
@@ -286,7 +287,9 @@ this machine's interpreter. Medians of interleaved rounds after a warm-up round.
 
 Reproduce: `{command}`
 
-Machine: {common.machine_line()}
+Machine: {common.machine_line()}; load average {load_before:.1f} before the rounds,
+{os.getloadavg()[0]:.1f} after (other work shares the 2 cores: compare the ratios of the
+same rounds).
 
 {body}""")
         for prefix, row in SUMMARY_ROWS:
