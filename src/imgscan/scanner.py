@@ -269,7 +269,10 @@ class Scanner:
         self._add_calls(dispatcher)
         t1 = time.monotonic()
         visible = {p: 0 for by_path in layer.results.values() for p in by_path}
-        report = self._assemble(view, [layer], {}, t0, t1, attribute=False, visible=visible)
+        from imgscan.hardlinks import link_groups
+
+        report = self._assemble(view, [layer], {}, t0, t1, attribute=False, visible=visible,
+                                links={None: link_groups(view.hard_links())})
         report.image = ImageSummary(name=f"dir:{root}", source="dir")  # absolute
         return report
 
@@ -313,7 +316,10 @@ class Scanner:
     # -- merge -----------------------------------------------------------------------------
     def _assemble(self, view: ImageView, layers: Sequence[_Layer], config: dict[str, Any],
                   t0: float, t1: float, attribute: bool,
-                  visible: dict[str, int] | None = None) -> Report:
+                  visible: dict[str, int] | None = None,
+                  links: dict[int | None, dict[str, str]] | None = None) -> Report:
+        """The report of analyzed layers. ``links`` (a directory scan's hard-link groups,
+        see ``DirView.hard_links``) replaces the groups the layers' tar entries give."""
         hidden_wanted = {a.name for a in self.file_analyzers if a.wants_hidden}
         if visible is None:
             visible = {e.info.path: e.layer.index for e in view.entries() if e.info.is_regular}
@@ -362,7 +368,7 @@ class Scanner:
                                                            hidden_by=None))
                                for f in merged.findings]
         findings = _dedupe([f.with_id() for f in _fold_links(merged.findings, layers,
-                                                             visible)])
+                                                             visible, links)])
         t3 = time.monotonic()
         return Report(
             tool={
@@ -446,10 +452,14 @@ def _place(f: Finding, layer: LayerRef | None, hidden_by: LayerRef | None) -> Fi
 
 
 def _fold_links(findings: Sequence[Finding], layers: Sequence[_Layer],
-                visible: dict[str, int]) -> list[Finding]:
-    """A file with hard links is one file: one finding listing every name (hardlinks.py)."""
+                visible: dict[str, int],
+                links: dict[int | None, dict[str, str]] | None) -> list[Finding]:
+    """A file with hard links is one file: one finding listing every name (hardlinks.py).
+    A directory's groups (``links``) are all visible: it has no upper layer."""
     from imgscan.hardlinks import fold_hard_links, link_groups
 
+    if links is not None:
+        return fold_hard_links(findings, links)
     return fold_hard_links(findings, {lay.ref.index: link_groups(lay.entries)
                                       for lay in layers}, visible)
 
