@@ -30,10 +30,11 @@ import tarfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 from imgscan.errors import ImageError, UnsafeLayerError
 from imgscan.fileinfo import FileInfo, FileKind
+from imgscan.sparse import copy_sparse
 from imgscan.store.limits import ExtractLimits
 from imgscan.whiteouts import (
     OPAQUE_MARKER,
@@ -47,7 +48,6 @@ from imgscan.whiteouts import (
 
 _DROPPED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "user.containers.")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_COPY_CHUNK = 1 << 20
 
 
 def _read_umask() -> int:
@@ -196,7 +196,7 @@ class _Extractor:
                 if member.size:
                     src = tar.extractfile(member)
                     if src is not None:
-                        _copy(src, fd)
+                        copy_sparse(src, fd)
                 self._set_attrs_fd(fd, info, chmod=not plain)
             finally:
                 os.close(fd)
@@ -366,31 +366,6 @@ def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
             raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
             out[name] = raw
     return out
-
-
-_SPARSE_BLOCK = 1 << 16
-_ZEROS = bytes(_SPARSE_BLOCK)
-
-
-def _copy(src: IO[bytes], fd: int) -> None:
-    """Copy a member's bytes, leaving runs of zeros as holes: a small compressed layer may
-    inflate to gigabytes of zeros, which must not cost gigabytes of disk."""
-    size = 0
-    while True:
-        chunk = src.read(_COPY_CHUNK)
-        if not chunk:
-            break
-        view = memoryview(chunk)
-        for off in range(0, len(view), _SPARSE_BLOCK):
-            block = view[off:off + _SPARSE_BLOCK]
-            if block == _ZEROS[:len(block)]:
-                os.lseek(fd, len(block), os.SEEK_CUR)
-                continue
-            while block:
-                n = os.write(fd, block)
-                block = block[n:]
-        size += len(chunk)
-    os.ftruncate(fd, size)  # a file that ends in a hole still has its full length
 
 
 def _rmtree_at(pfd: int, name: str) -> None:
