@@ -39,6 +39,7 @@ from imgscan.analyzers.interface import (
     FileInput,
     FileKind,
 )
+from imgscan.entrytable import EntryTable, TableBuilder
 from imgscan.layers.interface import Layer, LayerMember
 from imgscan.model import LayerRef, ScanWarning
 from imgscan.sparse import copy_sparse
@@ -125,7 +126,7 @@ class LayerOutcome:
     """What one walk of a layer gives: per-analyzer results, the entry index, captures."""
 
     results: Results = field(default_factory=dict)
-    entries: list[FileInfo] = field(default_factory=list)
+    entries: EntryTable = field(default_factory=EntryTable)
     captured: dict[str, bytes] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
 
@@ -169,25 +170,20 @@ def _wanted(analyzers: Sequence[Analyzer], info: FileInfo) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _index_key(info: FileInfo) -> tuple[int, str]:
-    return (1 if info.kind in (FileKind.WHITEOUT, FileKind.OPAQUE) else 0, info.path)
-
-
 def analyze_layer(layer: Layer, analyzers: Sequence[Analyzer],
                   capture: Callable[[FileInfo], bool], with_index: bool = True
                   ) -> LayerOutcome:
     """Walk ``layer`` once, running ``analyzers`` on the files they want (see module)."""
     out = LayerOutcome(results={a.name: {} for a in analyzers})
-    index: dict[tuple[int, str], FileInfo] = {}
+    index = TableBuilder()  # columns, not a FileInfo per entry (300,000-entry layers)
     links: list[tuple[FileInfo, tuple[int, ...], bool]] = []
     recent: collections.OrderedDict[str, bytes] = collections.OrderedDict()
     held = 0
     with layer.members() as members:
         for m in members:
             info = m.info
-            if info.kind == FileKind.WHITEOUT:  # as extraction does: a whiteout in the
-                index.pop((0, info.path), None)  # same layer deletes the earlier entry
-            index[_index_key(info)] = info
+            if with_index:  # finish() applies the layer's own order, as extraction does
+                index.add(info)
             if not info.is_regular:
                 continue
             wanted = _wanted(analyzers, info) if analyzers else ()
@@ -211,22 +207,8 @@ def analyze_layer(layer: Layer, analyzers: Sequence[Analyzer],
     if links:
         _resolve_links(layer, analyzers, links, out)
     if with_index:
-        _add_implicit_dirs(index)
-        out.entries = sorted(index.values(), key=lambda i: i.path)
+        out.entries = index.finish(dedupe=True, implicit_dirs=True)
     return out
-
-
-def _add_implicit_dirs(index: dict[tuple[int, str], FileInfo]) -> None:
-    """Parents that the tar never lists get an entry (0755, root), as extraction records
-    them: the merged view and the store's index then agree."""
-    parents: set[str] = set()
-    for (_, path), info in list(index.items()):
-        parent = path if info.kind == FileKind.OPAQUE else path.rpartition("/")[0]
-        while parent and parent not in parents:
-            parents.add(parent)
-            parent = parent.rpartition("/")[0]
-    for p in parents:
-        index.setdefault((0, p), FileInfo(p, FileKind.DIR, mode=0o755))
 
 
 def _take(m: LayerMember, info: FileInfo, ref: LayerRef, analyzers: Sequence[Analyzer],

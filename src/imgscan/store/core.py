@@ -42,7 +42,7 @@ from imgscan.store.records import (
 )
 
 if TYPE_CHECKING:
-    from imgscan.fileinfo import FileInfo
+    from imgscan.entrytable import EntryTable
 
 SHORT_ID_LEN = 10
 
@@ -92,7 +92,7 @@ class StoreCore:
     def index_path(self, chain_id: str) -> str:
         return os.path.join(self.layer_path(chain_id), "index")
 
-    def layer_entries(self, chain_id: str) -> list[FileInfo]:
+    def layer_entries(self, chain_id: str) -> EntryTable:
         """The layer's tar entries with their original metadata (its index), for a scan."""
         from imgscan.store.layerindex import load_index
 
