@@ -16,10 +16,11 @@ the layer's whiteout or opaque markers for it.
 from __future__ import annotations
 
 import bisect
+import heapq
 import struct
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import overload
 
 from imgscan.fileinfo import FileInfo, FileKind
@@ -152,8 +153,9 @@ class EntryTable(Sequence[FileInfo]):
         return opq, wh
 
     # -- storage ---------------------------------------------------------------------------
-    def to_bytes(self) -> bytes:
-        """A self-describing binary form (the store's index format 2, before compression)."""
+    def chunks(self) -> list[bytes | memoryview]:
+        """The binary form (the store's index format 2, before compression) in pieces, so
+        a writer can compress them one by one instead of joining a second copy."""
         import json
 
         rare = json.dumps({
@@ -162,13 +164,20 @@ class EntryTable(Sequence[FileInfo]):
                        for r, x in self._xattrs.items()},
             "dev": {str(r): list(d) for r, d in self._dev.items()},
         }, separators=(",", ":")).encode("utf-8", "surrogateescape")
-        parts = [self._off.tobytes(), bytes(self._kind), self._mode.tobytes(),
-                 self._uid.tobytes(), self._gid.tobytes(), self._size.tobytes(),
-                 self._mtime.tobytes(), self._blob, rare]
+        parts: list[bytes | memoryview] = [
+            memoryview(self._off).cast("B"), bytes(self._kind),
+            *(memoryview(c).cast("B") for c in (self._mode, self._uid, self._gid,
+                                                 self._size, self._mtime)),
+            self._blob, rare]
         head = struct.pack("<Q", len(self)) + b"".join(struct.pack("<Q", len(p))
                                                         for p in parts)
-        body = b"".join(parts)
-        return head + body + struct.pack("<I", zlib.crc32(body))
+        crc = 0
+        for p in parts:
+            crc = zlib.crc32(p, crc)
+        return [head, *parts, struct.pack("<I", crc)]
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.chunks())
 
     @classmethod
     def from_bytes(cls, raw: bytes | memoryview) -> EntryTable:
@@ -217,20 +226,45 @@ class EntryTable(Sequence[FileInfo]):
         return t
 
 
+def compress_chunks(chunks: Iterable[bytes | memoryview]) -> bytes:
+    """One zstd frame of the chunks, without joining them first (a table is tens of MB)."""
+    import zstandard
+
+    z = zstandard.ZstdCompressor(level=3).compressobj()
+    out = [z.compress(c) for c in chunks]
+    out.append(z.flush())
+    return b"".join(out)
+
+
 class TableBuilder:
     """Rows appended as a walk or an extraction meets them, kept as columns (never as
-    ``FileInfo`` objects); ``finish`` sorts them into an ``EntryTable``."""
+    ``FileInfo`` objects; paths in one growing blob); ``finish`` sorts them into an
+    ``EntryTable``, consuming the builder."""
 
     def __init__(self) -> None:
         self._t = EntryTable()
-        self._paths: list[bytes] = []
+        self._buf = bytearray()
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self._t._kind)
 
-    def add(self, info: FileInfo) -> None:
-        t, r = self._t, len(self._paths)
-        self._paths.append(_enc(info.path))
+    def _raw(self, r: int) -> bytes:
+        off = self._t._off
+        return bytes(self._buf[off[r]:off[r + 1]])
+
+    def info(self, r: int) -> FileInfo:
+        """Row ``r`` as added (rows are numbered in the order they were added)."""
+        t = self._t
+        major, minor = t._dev.get(r, (0, 0))
+        return FileInfo(self._raw(r).decode("utf-8", "surrogateescape"), KINDS[t._kind[r]],
+                        t._mode[r], t._uid[r], t._gid[r], t._size[r], t._link.get(r, ""),
+                        t._mtime[r], t._xattrs.get(r, _NO_XATTRS), major, minor)
+
+    def add(self, info: FileInfo) -> int:
+        """Append a row; its number."""
+        t, r = self._t, len(self._t._kind)
+        self._buf += _enc(info.path)
+        t._off.append(len(self._buf))
         t._kind.append(_CODE[info.kind])
         t._mode.append(_clamp(info.mode))
         t._uid.append(_clamp(info.uid))
@@ -243,35 +277,68 @@ class TableBuilder:
             t._xattrs[r] = dict(info.xattrs)
         if info.devmajor or info.devminor:
             t._dev[r] = (info.devmajor, info.devminor)
+        return r
 
-    def finish(self, dedupe: bool = True, implicit_dirs: bool = False) -> EntryTable:
+    def _key(self, r: int) -> bytes:
+        return self._raw(r).replace(b"/", b"\0")
+
+    def finish(self, dedupe: bool = True, implicit_dirs: bool = False,
+               rows: Iterable[int] | None = None) -> EntryTable:
         """The sorted table. ``dedupe`` applies a layer's own order, as extraction does: of
         several rows of one path the last wins, and a whiteout drops the content rows of its
         path that came before it. ``implicit_dirs`` adds the parents no row lists (0755,
-        root), as extraction creates them."""
-        paths, src = self._paths, self._t
-        order = sorted(range(len(paths)),
-                       key=lambda r: (paths[r].replace(b"/", b"\0"), src._kind[r] in _MARKERS,
-                                      src._kind[r], r))
-        if dedupe:
+        root), as extraction creates them. ``rows`` limits the table to those rows (the
+        others were replaced).
+
+        Most tars are written directory by directory, already in this order with no path
+        twice: then the rows are taken as they are, with no key list and no copy of a
+        column."""
+        kinds = self._t._kind
+        order: Sequence[int] = range(len(self)) if rows is None else list(rows)
+        state = self._in_order(order)  # 2: sorted, no path twice; 1: sorted; 0: neither
+        if not state:
+            order = sorted(order, key=self._key)
+        if dedupe and state != 2:
             order = self._dedupe(order)
+        elif state != 2:  # each run of one path in order: content first, then markers
+            order = [r for group in self._groups(order)
+                     for r in sorted(group, key=lambda r: kinds[r] in _MARKERS)]
         if implicit_dirs:
-            extra = self._missing_parents(order)
-            if extra:  # rare: sort again with them (they collide with no row)
-                for info in extra:
-                    self.add(info)
-                return self.finish(dedupe=dedupe)
+            extra = sorted((self.add(info) for info in self._missing_parents(order)),
+                           key=self._key)
+            if extra:  # rare, and few: merged in, the rest stays as it is
+                order = list(heapq.merge(order, extra, key=self._key))
         return self._take(order)
 
-    def _dedupe(self, order: list[int]) -> list[int]:
-        paths, kinds = self._paths, self._t._kind
-        keep: list[int] = []
+    def _in_order(self, rows: Sequence[int]) -> int:
+        """2 when ``rows`` are sorted with no path twice, 1 when sorted, else 0; checked
+        pairwise, so the common case builds no key list."""
+        prev, state = None, 2
+        for r in rows:
+            key = self._key(r)
+            if prev is not None:
+                if key < prev:
+                    return 0
+                if key == prev:
+                    state = 1
+            prev = key
+        return state
+
+    def _groups(self, order: Sequence[int]) -> Iterator[Sequence[int]]:
+        """The runs of rows of one path in ``order``."""
         i = 0
         while i < len(order):
-            j = i
-            while j < len(order) and paths[order[j]] == paths[order[i]]:
+            j = i + 1
+            first = self._raw(order[i])
+            while j < len(order) and self._raw(order[j]) == first:
                 j += 1
-            group = order[i:j]  # content rows first, then markers, each by arrival
+            yield order[i:j]
+            i = j
+
+    def _dedupe(self, order: Sequence[int]) -> list[int]:
+        kinds = self._t._kind
+        keep: list[int] = []
+        for group in self._groups(order):  # rows of one path, by arrival
             wh = max((r for r in group if kinds[r] == _CODE[FileKind.WHITEOUT]), default=-1)
             content = [r for r in group if kinds[r] not in _MARKERS]
             if content and max(content) > wh:
@@ -280,18 +347,17 @@ class TableBuilder:
                 marks = [r for r in group if kinds[r] == code]
                 if marks:
                     keep.append(max(marks))
-            i = j
         return keep
 
-    def _missing_parents(self, order: list[int]) -> list[FileInfo]:
+    def _missing_parents(self, order: Sequence[int]) -> list[FileInfo]:
         """Parents of rows (and opaque directories themselves) that no content row lists;
         one pass over the component-sorted order with a stack of the ancestors seen."""
-        paths, kinds = self._paths, self._t._kind
+        kinds = self._t._kind
         present: list[bytes] = []  # the content directories on the current path
         added: list[FileInfo] = []
         made: set[bytes] = set()
         for r in order:
-            p = paths[r]
+            p = self._raw(r)
             while present and not p.startswith(present[-1] + b"/"):
                 present.pop()
             parent = p if kinds[r] == _CODE[FileKind.OPAQUE] else p.rpartition(b"/")[0]
@@ -307,25 +373,79 @@ class TableBuilder:
                 present.append(p)
         return added
 
-    def _take(self, order: list[int]) -> EntryTable:
-        src, paths = self._t, self._paths
+    def _position(self, order: Sequence[int], r: int) -> int:
+        """Where row ``r`` is in the sorted ``order``, or -1 when it was left out."""
+        key = self._key(r)
+        i = bisect.bisect_left(order, key, key=self._key)
+        while i < len(order) and self._key(order[i]) == key:
+            if order[i] == r:
+                return i
+            i += 1
+        return -1
+
+    def _take(self, order: Sequence[int]) -> EntryTable:
+        """The table of ``order``'s rows. The builder is consumed: an identity order hands
+        its columns over as they are; otherwise each column is copied, and the old one
+        dropped, one at a time."""
+        src = self._t
+        if isinstance(order, range) and order == range(len(self)):
+            src._blob = bytes(self._buf)
+            self._buf = bytearray()
+            self._t = EntryTable()
+            return src
         t = EntryTable()
         t._off = array("Q", [0])
         blob = bytearray()
-        for new, r in enumerate(order):
-            blob += paths[r]
+        for r in order:
+            blob += self._buf[src._off[r]:src._off[r + 1]]
             t._off.append(len(blob))
-            t._kind.append(src._kind[r])
-            t._mode.append(src._mode[r])
-            t._uid.append(src._uid[r])
-            t._gid.append(src._gid[r])
-            t._size.append(src._size[r])
-            t._mtime.append(src._mtime[r])
-            if r in src._link:
-                t._link[new] = src._link[r]
-            if r in src._xattrs:
-                t._xattrs[new] = src._xattrs[r]
-            if r in src._dev:
-                t._dev[new] = src._dev[r]
+        self._buf = bytearray()
         t._blob = bytes(blob)
+        del blob
+        t._kind = bytearray(src._kind[r] for r in order)
+        for name in ("_mode", "_uid", "_gid", "_size", "_mtime"):
+            col = getattr(src, name)
+            setattr(t, name, array("q", (col[r] for r in order)))
+            setattr(src, name, array("q"))
+        for name in ("_link", "_xattrs", "_dev"):  # few rows: each found by bisection
+            side = getattr(src, name)
+            moved = {}
+            for r, v in side.items():
+                i = self._position(order, r)
+                if i >= 0:
+                    moved[i] = v
+            setattr(t, name, moved)
+        self._t = EntryTable()
         return t
+
+
+class RowIndex(MutableMapping[str, FileInfo]):
+    """A dict of key → ``FileInfo`` whose values live as rows of a ``TableBuilder``: an
+    extraction's working index (membership, replacement, deletion) at the cost of one int
+    per key instead of one object. Replaced rows stay in the builder, unused; ``table()``
+    keeps the rows that are still mapped."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, int] = {}
+        self._b = TableBuilder()
+
+    def __getitem__(self, key: str) -> FileInfo:
+        return self._b.info(self._rows[key])
+
+    def __setitem__(self, key: str, info: FileInfo) -> None:
+        self._rows[key] = self._b.add(info)
+
+    def __delitem__(self, key: str) -> None:
+        del self._rows[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def table(self) -> EntryTable:
+        return self._b.finish(dedupe=False, rows=self._rows.values())

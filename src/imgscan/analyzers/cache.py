@@ -21,7 +21,7 @@ import zstandard
 
 from imgscan.analyzers.interface import AnalysisResult
 from imgscan.atomic import write_atomic
-from imgscan.entrytable import EntryTable
+from imgscan.entrytable import EntryTable, compress_chunks
 from imgscan.images.digest import hex_of
 from imgscan.model import (
     OSInfo,
@@ -177,13 +177,13 @@ class LayerIndexCache:
             ) -> tuple[EntryTable, dict[str, bytes]] | None:
         try:
             with open(self._path(diff_id, key), "rb") as f:
-                raw = zstandard.ZstdDecompressor().decompress(f.read())
+                raw = zstandard.ZstdDecompressor().decompressobj().decompress(f.read())
             n = int.from_bytes(raw[:8], "big")
             doc = json.loads(raw[8:8 + n].decode("utf-8", "surrogateescape"))
             if doc.get("format") != INDEX_FORMAT:
                 return None
             at = 8 + n + int(doc["table"])
-            entries = EntryTable.from_bytes(raw[8 + n:at])
+            entries = EntryTable.from_bytes(memoryview(raw)[8 + n:at])
             blobs = {}
             for path, size in doc["captured"]:
                 blobs[path] = raw[at:at + size]
@@ -195,14 +195,14 @@ class LayerIndexCache:
     def put(self, diff_id: str, key: str, entries: EntryTable,
             captured: dict[str, bytes]) -> None:
         items = sorted(captured.items())
-        table = entries.to_bytes()
-        doc = {"format": INDEX_FORMAT, "table": len(table),
+        table = entries.chunks()
+        doc = {"format": INDEX_FORMAT, "table": sum(len(c) for c in table),
                "captured": [[p, len(b)] for p, b in items]}
         head = json.dumps(doc, separators=(",", ":")).encode("utf-8", "surrogateescape")
-        raw = b"".join([len(head).to_bytes(8, "big"), head, table, *(b for _, b in items)])
+        raw = [len(head).to_bytes(8, "big"), head, *table, *(b for _, b in items)]
         path = self._path(diff_id, key)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_atomic(path, zstandard.ZstdCompressor(level=3).compress(raw))
+            write_atomic(path, compress_chunks(raw))
         except OSError:
             pass  # best effort, as for results

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from imgscan.entrytable import EntryTable, RowIndex
 from imgscan.errors import ImageError, UnsafeLayerError
 from imgscan.fileinfo import FileInfo, FileKind
 from imgscan.sparse import copy_sparse
@@ -62,7 +63,7 @@ _UMASK = _read_umask()
 
 @dataclass
 class ExtractResult:
-    entries: list[FileInfo]
+    entries: EntryTable
     whiteout_format: str  # "chardev" (overlay form) or "wh-files" (OCI form kept on disk)
 
 
@@ -72,7 +73,8 @@ class _Extractor:
         self.limits = limits
         self.as_root = as_root
         self.root_fd = os.open(dest, _DIR_FLAGS)
-        self.index: dict[str, FileInfo] = {}
+        #: columns, not a FileInfo per entry: a layer may hold 300,000 of them
+        self.index = RowIndex()
         self.dir_attrs: dict[str, FileInfo] = {}
         self.whiteout_nodes: set[str] = set()  # 0/0 devices written for whiteouts
         self.umask = _UMASK
@@ -419,8 +421,7 @@ def extract_layer(stream: BinaryIO, dest: str, limits: ExtractLimits | None = No
         raise ImageError(f"cannot write layer entry: {e}") from None
     finally:
         ex.close()
-    entries = sorted(ex.index.values(), key=lambda i: i.path)
-    return ExtractResult(entries, "chardev" if as_root else "wh-files")
+    return ExtractResult(ex.index.table(), "chardev" if as_root else "wh-files")
 
 
 def _empty_stream_error(e: tarfile.ReadError) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import zstandard
 
 from imgscan.atomic import write_atomic
-from imgscan.entrytable import EntryTable
+from imgscan.entrytable import EntryTable, compress_chunks
 from imgscan.errors import StoreError
 from imgscan.fileinfo import FileInfo, FileKind
 
@@ -29,13 +29,14 @@ _KINDS = {k.value: k for k in FileKind}
 
 def save_index(path: str, entries: EntryTable | Iterable[FileInfo]) -> None:
     table = entries if isinstance(entries, EntryTable) else EntryTable.build(entries)
-    write_atomic(path, zstandard.ZstdCompressor(level=3).compress(_MAGIC + table.to_bytes()))
+    write_atomic(path, compress_chunks([_MAGIC, *table.chunks()]))
+
 
 
 def load_index(path: str) -> EntryTable:
     try:
         with open(path, "rb") as f:
-            raw = zstandard.ZstdDecompressor().decompress(f.read())
+            raw = zstandard.ZstdDecompressor().decompressobj().decompress(f.read())
         if raw.startswith(_MAGIC):
             return EntryTable.from_bytes(memoryview(raw)[len(_MAGIC):])
         return _load_v1(raw)
