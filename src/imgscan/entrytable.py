@@ -307,7 +307,8 @@ class TableBuilder:
             extra = sorted((self.add(info) for info in self._missing_parents(order)),
                            key=self._key)
             if extra:  # rare, and few: merged in, the rest stays as it is
-                order = list(heapq.merge(order, extra, key=self._key))
+                order = list(heapq.merge(order, extra, key=lambda r: (
+                    self._key(r), kinds[r] in _MARKERS)))
         return self._take(order)
 
     def _in_order(self, rows: Sequence[int]) -> int:
@@ -358,11 +359,11 @@ class TableBuilder:
         made: set[bytes] = set()
         for r in order:
             p = self._raw(r)
-            while present and not p.startswith(present[-1] + b"/"):
-                present.pop()
+            while present and not (p == present[-1] or p.startswith(present[-1] + b"/")):
+                present.pop()  # (equal: an opaque marker of a directory just listed)
             parent = p if kinds[r] == _CODE[FileKind.OPAQUE] else p.rpartition(b"/")[0]
             chain = []
-            while parent and parent not in made and not (present and present[-1] == parent):
+            while parent and parent not in made and parent not in present:  # (shallow)
                 chain.append(parent)
                 parent = parent.rpartition(b"/")[0]
             for q in reversed(chain):
