@@ -106,7 +106,8 @@ def contenders(tree: str, src: str, py: str, layout: str, work: str,
     """The per-entry memory contenders of one tree (``src``) under one interpreter."""
     env = _env(src)
     ref = f"oci:{layout}:v1"
-    base = os.path.join(work, f"{tree}-{os.path.basename(os.path.dirname(os.path.dirname(py)))}")
+    venv = os.path.basename(os.path.dirname(os.path.dirname(py)))
+    base = os.path.join(work, f"{tree}-{venv}")
     pulled, fresh = base + "-stored", base + "-fresh"
     sink = os.path.join(work, "report.json")
 

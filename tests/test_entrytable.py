@@ -199,7 +199,7 @@ def test_a_corrupt_index_is_a_one_line_error(tmp_path, damage):
             "version": zstandard.ZstdCompressor().compress(b'{"version": 9}')}[damage]
     with open(path, "wb") as f:
         f.write(data)
-    with pytest.raises(StoreError, match="layer index .* is unreadable"):
+    with pytest.raises(StoreError, match=r"layer index .* is unreadable"):
         layerindex.load_index(path)
     r = imgscan("scan", "localhost/layout:v1", "--format", "json", root=root)
     assert r.code == 3
