@@ -130,8 +130,8 @@ def contenders(tree: str, src: str, py: str, layout: str, work: str,
         "pull": Contender(f"{tree}: pull", lambda: run_timed(
             cmd("pull", ref, "--root", fresh), env=env), lambda: common.rmtree(fresh)),
         "scan": Contender(f"{tree}: scan (stored)", lambda: run_timed(
-            cmd("scan", name, "--root", pulled, "--format", "json", "-o", sink, "--fail-on", "none"),
-            env=env), clear_cache),
+            cmd("scan", name, "--root", pulled, "--format", "json", "-o", sink,
+                "--fail-on", "none"), env=env), clear_cache),
         "stream": Contender(f"{tree}: scan oci: (streamed)", lambda: run_timed(
             cmd("scan", ref, "--root", fresh, "--format", "json", "-o", sink, "--fail-on",
                 "none"), env=env), lambda: common.rmtree(fresh)),
