@@ -145,7 +145,8 @@ class EntryTable(Sequence[FileInfo]):
 
     def markers(self) -> tuple[list[str], list[str]]:
         """(opaque directories, whiteout-deleted paths) of this layer."""
-        opq, wh = [], []
+        opq: list[str] = []
+        wh: list[str] = []
         code_opq = _CODE[FileKind.OPAQUE]
         for r, k in enumerate(self._kind):
             if k in _MARKERS:

@@ -401,7 +401,7 @@ def extract_layer(stream: BinaryIO, dest: str, limits: ExtractLimits | None = No
             )
         except tarfile.ReadError as e:
             if _empty_stream_error(e):
-                return ExtractResult([], "chardev" if as_root else "wh-files")
+                return ExtractResult(EntryTable(), "chardev" if as_root else "wh-files")
             raise ImageError(f"layer is not a valid tar archive: {e}") from None
         with tar:
             while (member := tar.next()) is not None:
