@@ -57,7 +57,7 @@ class EntryTable(Sequence[FileInfo]):
                  "_size", "_uid", "_xattrs")
 
     def __init__(self) -> None:
-        self._blob = b""
+        self._blob: bytes | bytearray = b""
         self._off = array("Q", [0])
         self._kind = bytearray()
         self._mode = array("q")
@@ -121,7 +121,7 @@ class EntryTable(Sequence[FileInfo]):
         return self._kind[r] in _REGULAR
 
     def _key(self, r: int) -> bytes:
-        return self._blob[self._off[r]:self._off[r + 1]].replace(b"/", b"\0")
+        return bytes(self._blob[self._off[r]:self._off[r + 1]]).replace(b"/", b"\0")
 
     # -- lookups ---------------------------------------------------------------------------
     def find(self, path: str) -> int:
@@ -154,7 +154,7 @@ class EntryTable(Sequence[FileInfo]):
         return opq, wh
 
     # -- storage ---------------------------------------------------------------------------
-    def chunks(self) -> list[bytes | memoryview]:
+    def chunks(self) -> list[bytes | bytearray | memoryview]:
         """The binary form (the store's index format 2, before compression) in pieces, so
         a writer can compress them one by one instead of joining a second copy."""
         import json
@@ -165,7 +165,7 @@ class EntryTable(Sequence[FileInfo]):
                        for r, x in self._xattrs.items()},
             "dev": {str(r): list(d) for r, d in self._dev.items()},
         }, separators=(",", ":")).encode("utf-8", "surrogateescape")
-        parts: list[bytes | memoryview] = [
+        parts: list[bytes | bytearray | memoryview] = [
             memoryview(self._off).cast("B"), bytes(self._kind),
             *(memoryview(c).cast("B") for c in (self._mode, self._uid, self._gid,
                                                  self._size, self._mtime)),
@@ -227,7 +227,7 @@ class EntryTable(Sequence[FileInfo]):
         return t
 
 
-def compress_chunks(chunks: Iterable[bytes | memoryview]) -> bytes:
+def compress_chunks(chunks: Iterable[bytes | bytearray | memoryview]) -> bytes:
     """One zstd frame of the chunks, without joining them first (a table is tens of MB)."""
     import zstandard
 
@@ -390,8 +390,8 @@ class TableBuilder:
         its columns over as they are; otherwise each column is copied, and the old one
         dropped, one at a time."""
         src = self._t
-        if isinstance(order, range) and order == range(len(self)):
-            src._blob = bytes(self._buf)
+        if len(order) == len(self) and all(r == i for i, r in enumerate(order)):
+            src._blob = self._buf  # handed over, not copied (a bytearray reads the same)
             self._buf = bytearray()
             self._t = EntryTable()
             return src
@@ -402,8 +402,7 @@ class TableBuilder:
             blob += self._buf[src._off[r]:src._off[r + 1]]
             t._off.append(len(blob))
         self._buf = bytearray()
-        t._blob = bytes(blob)
-        del blob
+        t._blob = blob
         t._kind = bytearray(src._kind[r] for r in order)
         for name in ("_mode", "_uid", "_gid", "_size", "_mtime"):
             col = getattr(src, name)
@@ -450,4 +449,8 @@ class RowIndex(MutableMapping[str, FileInfo]):
         return len(self._rows)
 
     def table(self) -> EntryTable:
-        return self._b.finish(dedupe=False, rows=self._rows.values())
+        """The rows still mapped, as a table; the mapping is consumed (its keys are most of
+        its memory, freed before the table is built)."""
+        rows = list(self._rows.values())
+        self._rows = {}
+        return self._b.finish(dedupe=False, rows=rows)
