@@ -16,10 +16,11 @@ import zstandard
 from clihelp import imgscan
 from imagebuild import F, ImageSpec, Layer, layer_tar, write_oci_layout
 from imgscan.analyzers.layered import LayeredView
-from imgscan.entrytable import EntryTable, RowIndex, TableBuilder
+from imgscan.entrytable import EntryTable, TableBuilder
 from imgscan.errors import StoreError
 from imgscan.fileinfo import FileInfo, FileKind
 from imgscan.model import LayerRef
+from imgscan.rowindex import RowIndex
 from imgscan.store import layerindex
 from imgscan.whiteouts import split_layer
 
@@ -205,3 +206,30 @@ def test_a_corrupt_index_is_a_one_line_error(tmp_path, damage):
     assert r.code == 3
     assert "is unreadable" in r.err and "Traceback" not in r.err
     assert len(r.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_row_index_behaves_as_a_dict(seed):
+    """The open-addressing index against a dict, through inserts, replacements, deletions
+    and growth; keys that are not their row's path (whiteout names) included."""
+    rnd = random.Random(seed)
+    ix, ref = RowIndex(), {}
+    names = [f"d{rnd.randint(0, 30)}/f{rnd.randint(0, 30)}" for _ in range(60)]
+    names += ["x/.wh.y", "n\udcff"]
+    for _ in range(rnd.randint(1, 3000)):
+        op, key = rnd.random(), rnd.choice(names)
+        if op < 0.6:
+            path = key if rnd.random() < 0.9 else "other/" + key
+            info = FileInfo(path, rnd.choice([K.FILE, K.DIR, K.WHITEOUT]),
+                            size=rnd.randint(0, 9))
+            ix[key] = ref[key] = info
+        elif op < 0.8:
+            assert (key in ix) == (key in ref)
+            if key in ref:
+                del ix[key], ref[key]
+        else:
+            assert ix.get(key) == ref.get(key)
+        assert len(ix) == len(ref)
+    assert sorted(ix) == sorted(ref)
+    got = sorted((i.path, i.kind, i.size) for i in ix.table())
+    assert got == sorted((i.path, i.kind, i.size) for i in ref.values())

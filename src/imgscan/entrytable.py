@@ -20,14 +20,14 @@ import heapq
 import struct
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import overload
 
 from imgscan.fileinfo import FileInfo, FileKind
 
 KINDS = list(FileKind)
 _CODE = {k: i for i, k in enumerate(KINDS)}
-_MARKERS = frozenset((_CODE[FileKind.WHITEOUT], _CODE[FileKind.OPAQUE]))
+_MARKERS = MARKER_CODES = frozenset((_CODE[FileKind.WHITEOUT], _CODE[FileKind.OPAQUE]))
 _DIR = _CODE[FileKind.DIR]
 _REGULAR = frozenset((_CODE[FileKind.FILE], _CODE[FileKind.HARDLINK]))
 _I64 = (1 << 63) - 1
@@ -100,8 +100,12 @@ class EntryTable(Sequence[FileInfo]):
             yield self.info(r)
 
     def info(self, r: int) -> FileInfo:
+        path = self._blob[self._off[r]:self._off[r + 1]].decode("utf-8", "surrogateescape")
+        if not (self._link or self._xattrs or self._dev):  # most layers: no side fields
+            return FileInfo(path, KINDS[self._kind[r]], self._mode[r], self._uid[r],
+                            self._gid[r], self._size[r], "", self._mtime[r])
         major, minor = self._dev.get(r, (0, 0))
-        return FileInfo(self.path(r), KINDS[self._kind[r]], self._mode[r], self._uid[r],
+        return FileInfo(path, KINDS[self._kind[r]], self._mode[r], self._uid[r],
                         self._gid[r], self._size[r], self._link.get(r, ""), self._mtime[r],
                         self._xattrs.get(r, _NO_XATTRS), major, minor)
 
@@ -418,39 +422,3 @@ class TableBuilder:
             setattr(t, name, moved)
         self._t = EntryTable()
         return t
-
-
-class RowIndex(MutableMapping[str, FileInfo]):
-    """A dict of key → ``FileInfo`` whose values live as rows of a ``TableBuilder``: an
-    extraction's working index (membership, replacement, deletion) at the cost of one int
-    per key instead of one object. Replaced rows stay in the builder, unused; ``table()``
-    keeps the rows that are still mapped."""
-
-    def __init__(self) -> None:
-        self._rows: dict[str, int] = {}
-        self._b = TableBuilder()
-
-    def __getitem__(self, key: str) -> FileInfo:
-        return self._b.info(self._rows[key])
-
-    def __setitem__(self, key: str, info: FileInfo) -> None:
-        self._rows[key] = self._b.add(info)
-
-    def __delitem__(self, key: str) -> None:
-        del self._rows[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._rows
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def table(self) -> EntryTable:
-        """The rows still mapped, as a table; the mapping is consumed (its keys are most of
-        its memory, freed before the table is built)."""
-        rows = list(self._rows.values())
-        self._rows = {}
-        return self._b.finish(dedupe=False, rows=rows)

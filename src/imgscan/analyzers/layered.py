@@ -24,7 +24,8 @@ from typing import Any, BinaryIO
 from imgscan.analyzers.interface import FileInfo, FileKind, ImageView, ViewEntry
 from imgscan.analyzers.safeopen import open_beneath
 from imgscan.analyzers.view import resolve_in_root
-from imgscan.entrytable import EntryTable, TableBuilder, sort_key
+from imgscan.entrytable import MARKER_CODES as _MARKER_CODES
+from imgscan.entrytable import EntryTable, TableBuilder
 from imgscan.model import LayerRef
 
 VISIBLE = -1
@@ -113,17 +114,31 @@ class LayeredView(ImageView):
         st = self._state[i]
         return VISIBLE if st is None else st[r]
 
-    def _visible_rows(self, i: int) -> Iterator[tuple[bytes, int, int]]:
-        t = self._tables[i]
+    def _visible(self, i: int) -> Iterator[int]:
+        """The visible content rows of layer ``i`` (not the root), in table order."""
+        t, st = self._tables[i], self._state[i]
+        kinds, off = t._kind, t._off
         for r in range(len(t)):
-            if not t.is_marker(r) and self._row_state(i, r) == VISIBLE and t.path(r):
-                yield sort_key(t.path(r)), i, r
+            if kinds[r] not in _MARKER_CODES and (st is None or st[r] == VISIBLE) \
+                    and off[r] != off[r + 1]:
+                yield r
+
+    def _keyed(self, i: int) -> Iterator[tuple[bytes, int, int]]:
+        t = self._tables[i]
+        for r in self._visible(i):
+            yield t._key(r), i, r
 
     # -- ImageView -------------------------------------------------------------------------
     def entries(self) -> Iterator[ViewEntry]:
         """Every visible entry, in path order (by components: a directory, then all below
-        it), merged from the layers' sorted tables."""
-        merged = heapq.merge(*(self._visible_rows(i) for i in range(len(self._tables))))
+        it), merged from the layers' sorted tables (one layer: no merge at all)."""
+        busy = [i for i, t in enumerate(self._tables) if len(t)]
+        if len(busy) == 1:
+            t, ref = self._tables[busy[0]], self.layers[busy[0]]
+            for r in self._visible(busy[0]):
+                yield ViewEntry(t.info(r), ref)
+            return
+        merged = heapq.merge(*(self._keyed(i) for i in busy))
         for _, i, r in merged:
             yield ViewEntry(self._tables[i].info(r), self.layers[i])
 

@@ -32,9 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from imgscan.entrytable import EntryTable, RowIndex
+from imgscan.entrytable import EntryTable
 from imgscan.errors import ImageError, UnsafeLayerError
 from imgscan.fileinfo import FileInfo, FileKind
+from imgscan.rowindex import RowIndex
 from imgscan.sparse import copy_sparse
 from imgscan.store.limits import ExtractLimits
 from imgscan.whiteouts import (
