@@ -199,6 +199,8 @@ def main() -> int:
     if args.write:
         before = (" --before SRC" if args.before else "") + (
             " --interpreters session" if args.interpreters == "session" else "")
+        cmd = (f"python3 bench/bench_entries.py --runs {args.runs} --entries {args.entries}"
+               f"{before}{' --realistic' if args.realistic else ''} --write")
         common.write_section("entries", f"""## Memory per entry (issue 15 item 4)
 
 Peak RSS (`wait4` ru_maxrss, the biggest process of the tree) of `imgscan pull
@@ -207,8 +209,7 @@ scan oci:LAYOUT:v1` (streamed, fresh store) of a generated layer of empty files,
 its own process, interleaved rounds; "before" is the tree given with `--before` (main before
 the compact entry index: `git archive main src | tar -x -C /tmp/before`).
 
-Reproduce: `python3 bench/bench_entries.py --runs {args.runs} --entries {args.entries}{before}
-{'--realistic ' if args.realistic else ''}--write`
+Reproduce: `{cmd}`
 
 Machine: {common.machine_line()}
 
@@ -235,8 +236,10 @@ def realistic(trees: list[tuple[str, str]], runs: int, work: str) -> str:
     if len(trees) > 1:
         n = len(every) // 2
         for a, b in zip(every[:n], every[n:], strict=True):
-            lines.append(f"- {a.name.split(': ', 1)[1]}: after/before "
-                         f"{a.median / b.median:.2f}x wall")
+            ratio = a.median / b.median
+            lines.append(f"- {a.name.split(': ', 1)[1]}: after/before {ratio:.2f}x wall, "
+                         f"{'no slower (met)' if ratio <= 1.05 else 'SLOWER (missed)'}; "
+                         f"peak RSS {a.peak_rss_mb:.0f} MB vs {b.peak_rss_mb:.0f} MB")
     return "\n".join(lines) + "\n"
 
 
