@@ -5,8 +5,9 @@ stored image and ``imgscan scan oci:…`` streamed, each in its own process (``w
 ``ru_maxrss``: the biggest process of the tree), against the floor of the same interpreter
 importing the CLI (``python -c "import imgscan.cli"``).
 
-With ``--before DIR`` (a ``src`` directory of another tree, e.g. main exported with ``git
-archive main src | tar -x -C /tmp/before``) the same commands of that tree run in the same
+With ``--before DIR`` (a ``src`` directory of another tree, e.g. the branch point exported
+with ``git archive BASE src rules | tar -x -C /tmp/before``: ``src/imgscan/_rules`` links to
+``rules``) the same commands of that tree run in the same
 interleaved rounds, so before and after are measured under the same load; ``--realistic``
 adds the 40,000-file generated image of bench_stream.py (streamed and stored scans, wall
 time), to show the compact index costs no speed.
@@ -206,8 +207,10 @@ def main() -> int:
 Peak RSS (`wait4` ru_maxrss, the biggest process of the tree) of `imgscan pull
 oci:LAYOUT:v1`, `imgscan scan NAME` (stored, per-layer cache cleared each run) and `imgscan
 scan oci:LAYOUT:v1` (streamed, fresh store) of a generated layer of empty files, each command
-its own process, interleaved rounds; "before" is the tree given with `--before` (main before
-the compact entry index: `git archive main src | tar -x -C /tmp/before`).
+its own process, interleaved rounds; "before" is the tree given with `--before` (the
+branch point before the compact entry index: `git archive BASE src rules | tar -x -C
+/tmp/before`; `rules` too: `src/imgscan/_rules` links to it, and without it no secret rule
+runs).
 
 Reproduce: `{cmd}`
 
