@@ -136,6 +136,50 @@ class Layer:
 
 
 @dataclass
+class StreamedLayer(Layer):
+    """A zstd layer whose tar is written through the compressor and never held whole: a
+    few files of ``size`` bytes, zeros after ``head`` (a bomb: GiBs in a few KiB)."""
+
+    files: Sequence[tuple[str, int, bytes]] = ()  # (path, size, head)
+    _blob: bytes = b""
+    _diff_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.compression = "zstd"
+        h = hashlib.sha256()
+        buf = io.BytesIO()
+        w = zstandard.ZstdCompressor(level=1).stream_writer(buf, closefd=False)
+
+        def put(b: bytes) -> None:
+            h.update(b)
+            w.write(b)
+
+        zeros = bytes(1 << 20)
+        for path, size, head in self.files:
+            ti = tarfile.TarInfo(path)
+            ti.size, ti.mode = size, 0o644
+            put(ti.tobuf(tarfile.PAX_FORMAT))
+            put(head)
+            left = size - len(head)
+            while left:
+                n = min(left, len(zeros))
+                put(zeros[:n])
+                left -= n
+            put(bytes(-size % 512))
+        put(bytes(1024))
+        w.close()
+        self._blob, self._diff_id = buf.getvalue(), "sha256:" + h.hexdigest()
+
+    @property
+    def blob(self) -> bytes:
+        return self._blob
+
+    @property
+    def diff_id(self) -> str:
+        return self._diff_id
+
+
+@dataclass
 class ImageSpec:
     layers: Sequence[Layer]
     config: dict[str, Any] = field(default_factory=dict)  # the inner "config" object

@@ -162,3 +162,56 @@ def test_eight_processes_scanning_and_removing(tmp_path):
         if e.get("rmi") == "refused":
             assert "is in use by pid" in e["error"]
     assert Store(root).check() == []
+
+
+def _lease_files(root: str) -> list[str]:
+    d = os.path.join(root, "run", "leases")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def _recorded(root: str) -> bool:
+    """A lease file exists and holds its record (the scan got past writing it)."""
+    d = os.path.join(root, "run", "leases")
+    try:
+        return any(os.path.getsize(os.path.join(d, n)) for n in _lease_files(root))
+    except FileNotFoundError:
+        return False
+
+
+def test_store_check_reports_and_repairs_a_lease_left_by_a_killed_scan(tmp_path):
+    import signal
+
+    root, _, name = _pulled(tmp_path)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    env.pop("IMGSCAN_DEBUG", None)
+    scan = subprocess.Popen([sys.executable, "-m", "imgscan", "scan", name, "--root", root],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not _recorded(root) and scan.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    os.killpg(scan.pid, signal.SIGKILL)  # the scan and any worker it forked
+    scan.wait()
+    left = _lease_files(root)
+    assert len(left) == 1, "the scan ended before it was killed"
+    assert f".{scan.pid}." in left[0]
+    r = imgscan("store", "check", root=root)
+    assert r.code == 3
+    assert f"stale-lease: {os.path.join(root, 'run', 'leases', left[0])}" in r.out
+    assert f"pid {scan.pid} (scan)" in r.out and "[repairable]" in r.out
+    assert _lease_files(root) == left  # a check without --repair removes nothing
+    r = imgscan("store", "check", "--repair", root=root)
+    assert r.code == 0, r.out + r.err
+    assert "stale-lease" in r.out and "[repaired]" in r.out
+    assert _lease_files(root) == []
+    r = imgscan("store", "check", root=root)
+    assert (r.code, r.out.strip()) == (0, "store is consistent")
+
+
+def test_store_check_leaves_a_live_lease_alone(tmp_path):
+    root, _, name = _pulled(tmp_path)
+    store = Store(root)
+    with leases.leased(store, name, "scan"):
+        assert store.check() == []
+        assert store.check(repair=True) == []
+        assert len(_lease_files(root)) == 1

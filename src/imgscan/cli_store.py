@@ -57,7 +57,7 @@ def store() -> None:
 @root_option
 @click.option("--repair", is_flag=True, help="Remove what is incomplete or orphaned.")
 def store_check(root: str | None, repair: bool) -> None:
-    """Check the store for half-done imports, orphans and stale mount records.
+    """Check the store for half-done imports, orphans, stale mount records and leases.
 
     Exits 0 when the store is clean (or was repaired), 3 when problems remain.
 

@@ -131,7 +131,9 @@ def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--max-layer-size", type=click.IntRange(1), default=64 << 30,
                         show_default=True, metavar="BYTES",
                         help="Refuse a layer whose uncompressed tar is larger (64 GiB; "
-                        "runs of zeros are stored as holes and cost no disk).")(f)
+                        "runs of zeros are stored as holes and cost no disk, in the store "
+                        "and in a streamed scan's temporary files; a streamed scan leaves "
+                        "a file over 4 GiB unanalyzed, with a warning).")(f)
 
 
 def scan_options(f: Callable[..., Any]) -> Callable[..., Any]:

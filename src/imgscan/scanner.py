@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from imgscan.analyzers.interface import (
     PostAnalyzer,
     ScanOptions,
 )
+from imgscan.analyzers.layered import LayeredView, VisibleFiles, as_table
 from imgscan.analyzers.pluginset import PluginSet
 from imgscan.analyzers.registry import LoadedPlugin
 from imgscan.merge import attach_files, fact_order, finding_order, package_order, refine_facts
@@ -39,7 +40,7 @@ from imgscan.model import (
     Report,
     ScanWarning,
 )
-from imgscan.whiteouts import deletes, split_layer
+from imgscan.whiteouts import deletes
 
 if TYPE_CHECKING:  # the worker pool is imported when a layer is analyzed, not on a cache hit
     from imgscan.analyzers.dispatch import Dispatcher, Results
@@ -62,15 +63,16 @@ class _Layer:
     results: Results = field(default_factory=dict)
 
     def has_file(self, path: str) -> bool:
-        return path in self._paths
+        r = self.table.find(path)
+        return r >= 0 and self.table.is_regular(r)
 
     def __post_init__(self) -> None:
         self.set_entries(self.entries)
 
     def set_entries(self, entries: Sequence[FileInfo]) -> None:
-        self.entries = entries
-        self._paths = {e.path for e in self.entries if e.is_regular}
-        opaques, whiteouts, _ = split_layer(self.entries)
+        """The layer's index, held as a table (no object, no set entry per file)."""
+        self.entries = self.table = as_table(entries)
+        opaques, whiteouts = self.table.markers()
         self.whiteouts, self.opaques = set(whiteouts), set(opaques)
 
 
@@ -283,7 +285,10 @@ class Scanner:
         self._add_calls(dispatcher)
         t1 = time.monotonic()
         visible = {p: 0 for by_path in layer.results.values() for p in by_path}
-        report = self._assemble(view, [layer], {}, t0, t1, attribute=False, visible=visible)
+        from imgscan.hardlinks import link_groups
+
+        report = self._assemble(view, [layer], {}, t0, t1, attribute=False, visible=visible,
+                                links={None: link_groups(view.hard_links())})
         report.image = ImageSummary(name=f"dir:{root}", source="dir")  # absolute
         return report
 
@@ -327,10 +332,16 @@ class Scanner:
     # -- merge -----------------------------------------------------------------------------
     def _assemble(self, view: ImageView, layers: Sequence[_Layer], config: dict[str, Any],
                   t0: float, t1: float, attribute: bool,
-                  visible: dict[str, int] | None = None) -> Report:
+                  visible: Mapping[str, int] | None = None,
+                  links: dict[int | None, dict[str, str]] | None = None) -> Report:
+        """The report of analyzed layers. ``links`` (a directory scan's hard-link groups,
+        see ``DirView.hard_links``) replaces the groups the layers' tar entries give."""
         hidden_wanted = {a.name for a in self.file_analyzers if a.wants_hidden}
-        if visible is None:
-            visible = {e.info.path: e.layer.index for e in view.entries() if e.info.is_regular}
+        if visible is None:  # only paths with results: not one key per file of the image
+            assert isinstance(view, LayeredView)
+            visible = VisibleFiles(view, sorted({p for lay in layers
+                                                 for by_path in lay.results.values()
+                                                 for p in by_path}))
         merged = AnalysisResult()
         os_candidates: dict[str, dict[str, OSInfo]] = {}  # analyzer → path → OS
         for path, top in sorted(visible.items()):
@@ -376,7 +387,7 @@ class Scanner:
                                                            hidden_by=None))
                                for f in merged.findings]
         findings = _dedupe([f.with_id() for f in _fold_links(merged.findings, layers,
-                                                             visible)])
+                                                             visible, links)])
         t3 = time.monotonic()
         return Report(
             tool={
@@ -456,10 +467,14 @@ def _place(f: Finding, layer: LayerRef | None, hidden_by: LayerRef | None) -> Fi
 
 
 def _fold_links(findings: Sequence[Finding], layers: Sequence[_Layer],
-                visible: dict[str, int]) -> list[Finding]:
-    """A file with hard links is one file: one finding listing every name (hardlinks.py)."""
+                visible: Mapping[str, int],
+                links: dict[int | None, dict[str, str]] | None) -> list[Finding]:
+    """A file with hard links is one file: one finding listing every name (hardlinks.py).
+    A directory's groups (``links``) are all visible: it has no upper layer."""
     from imgscan.hardlinks import fold_hard_links, link_groups
 
+    if links is not None:
+        return fold_hard_links(findings, links)
     return fold_hard_links(findings, {lay.ref.index: link_groups(lay.entries)
                                       for lay in layers}, visible)
 

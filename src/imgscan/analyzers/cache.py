@@ -12,7 +12,6 @@ that a fleet of workers analyzes each layer once. Both levels hold the same byte
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -20,8 +19,9 @@ from typing import Any, Protocol
 
 import zstandard
 
-from imgscan.analyzers.interface import AnalysisResult, FileInfo, FileKind
+from imgscan.analyzers.interface import AnalysisResult
 from imgscan.atomic import write_atomic
+from imgscan.entrytable import EntryTable, compress_chunks
 from imgscan.images.digest import hex_of
 from imgscan.model import (
     OSInfo,
@@ -157,23 +157,8 @@ class LayerCache:
 
 
 # -- the layer's entry index and captured files -------------------------------------------------
-INDEX_FORMAT = 1
-
-
-def _encode_info(i: FileInfo) -> list[object]:
-    xattrs = {k: base64.b64encode(v).decode() for k, v in i.xattrs.items()} if i.xattrs \
-        else None
-    return [i.path, i.kind.value, i.mode, i.uid, i.gid, i.size, i.linkname, i.mtime, xattrs,
-            i.devmajor, i.devminor]
-
-
-def _decode_info(row: list[Any]) -> FileInfo:
-    path, kind, mode, uid, gid, size, linkname, mtime, xattrs, major, minor = row
-    if not xattrs:
-        return FileInfo(path, FileKind(kind), mode, uid, gid, size, linkname, mtime,
-                        devmajor=major, devminor=minor)
-    return FileInfo(path, FileKind(kind), mode, uid, gid, size, linkname, mtime,
-                    {k: base64.b64decode(v) for k, v in xattrs.items()}, major, minor)
+#: 2: the entries as an ``EntryTable``'s bytes (1, JSON rows, is a miss: rebuilt)
+INDEX_FORMAT = 2
 
 
 class LayerIndexCache:
@@ -189,16 +174,17 @@ class LayerIndexCache:
         return os.path.join(self.root, hex_of(diff_id), f"index-{keyhash}.zst")
 
     def get(self, diff_id: str, key: str
-            ) -> tuple[list[FileInfo], dict[str, bytes]] | None:
+            ) -> tuple[EntryTable, dict[str, bytes]] | None:
         try:
             with open(self._path(diff_id, key), "rb") as f:
-                raw = zstandard.ZstdDecompressor().decompress(f.read())
+                raw = zstandard.ZstdDecompressor().decompressobj().decompress(f.read())
             n = int.from_bytes(raw[:8], "big")
             doc = json.loads(raw[8:8 + n].decode("utf-8", "surrogateescape"))
             if doc.get("format") != INDEX_FORMAT:
                 return None
-            entries = [_decode_info(r) for r in doc["entries"]]
-            blobs, at = {}, 8 + n
+            at = 8 + n + int(doc["table"])
+            entries = EntryTable.from_bytes(memoryview(raw)[8 + n:at])
+            blobs = {}
             for path, size in doc["captured"]:
                 blobs[path] = raw[at:at + size]
                 at += size
@@ -206,16 +192,17 @@ class LayerIndexCache:
         except (OSError, ValueError, KeyError, TypeError, zstandard.ZstdError):
             return None
 
-    def put(self, diff_id: str, key: str, entries: list[FileInfo],
+    def put(self, diff_id: str, key: str, entries: EntryTable,
             captured: dict[str, bytes]) -> None:
         items = sorted(captured.items())
-        doc = {"format": INDEX_FORMAT, "entries": [_encode_info(e) for e in entries],
+        table = entries.chunks()
+        doc = {"format": INDEX_FORMAT, "table": sum(len(c) for c in table),
                "captured": [[p, len(b)] for p, b in items]}
         head = json.dumps(doc, separators=(",", ":")).encode("utf-8", "surrogateescape")
-        raw = b"".join([len(head).to_bytes(8, "big"), head, *(b for _, b in items)])
+        raw = [len(head).to_bytes(8, "big"), head, *table, *(b for _, b in items)]
         path = self._path(diff_id, key)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_atomic(path, zstandard.ZstdCompressor(level=3).compress(raw))
+            write_atomic(path, compress_chunks(raw))
         except OSError:
             pass  # best effort, as for results

@@ -4,9 +4,12 @@ Each member that an analyzer asked for (``required``) becomes a ``StreamFileInpu
 bytes are taken from the walk at most once, on first use, and shared by every analyzer:
 held in memory up to ``MEMORY_BOUND``, spooled to a private temporary file (unlinked, gone
 when closed) above it, so analyzers that read at random (rpm databases, ELF, jars, sqlite)
-get a seekable file while memory stays flat. The walk also records the layer's entry index
-(what the merge needs: paths, whiteouts, modes) and captures the few small files that
-image-wide analyzers open through the merged view (``/etc/passwd``, the libc).
+get a seekable file while memory stays flat. The spool is sparse (runs of zeros are holes:
+a layer of a few MB that inflates to GiBs of zeros costs no disk), and a file above
+``MAX_SPOOL`` is not analyzed at all in a streamed scan (a warning says so). The walk also
+records the layer's entry index (what the merge needs: paths, whiteouts, modes) and captures
+the few small files that image-wide analyzers open through the merged view (``/etc/passwd``,
+the libc).
 
 Hard links carry no bytes in a tar. A wanted hard link whose target was among the files
 read last (``RECENT_BYTES``) is analyzed on the spot; otherwise after the walk, when the
@@ -36,11 +39,16 @@ from imgscan.analyzers.interface import (
     FileInput,
     FileKind,
 )
+from imgscan.entrytable import EntryTable, TableBuilder
 from imgscan.layers.interface import Layer, LayerMember
 from imgscan.model import LayerRef, ScanWarning
+from imgscan.sparse import copy_sparse
 
 #: a wanted file up to this size is held in memory; above, it is spooled to a temp file
 MEMORY_BOUND = 8 << 20
+#: a wanted file above this size is not analyzed in a streamed scan (a warning names it):
+#: even sparse, a spool of real content costs its size in temporary disk
+MAX_SPOOL = 4 << 30
 #: the most a captured file (for image-wide analyzers) may weigh
 MAX_CAPTURE = 16 << 20
 #: the bytes of the most recently read wanted files are kept up to this total, so that a
@@ -80,10 +88,14 @@ class StreamFileInput(FileInput):
                 self._data = src.read()
                 return
             fd, path = tempfile.mkstemp(prefix="imgscan-spool-")
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
+            try:
+                os.fchmod(fd, 0o600)
+                copy_sparse(src, fd)  # sparse: zeros take no disk
+            except BaseException:
+                os.unlink(path)  # never a half copy left behind, or given to analyzers
+                raise
+            finally:
+                os.close(fd)
             self._spool = path
 
     def read(self, limit: int = DEFAULT_MAX_READ) -> bytes:
@@ -114,7 +126,7 @@ class LayerOutcome:
     """What one walk of a layer gives: per-analyzer results, the entry index, captures."""
 
     results: Results = field(default_factory=dict)
-    entries: list[FileInfo] = field(default_factory=list)
+    entries: EntryTable = field(default_factory=EntryTable)
     captured: dict[str, bytes] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
 
@@ -158,10 +170,6 @@ def _wanted(analyzers: Sequence[Analyzer], info: FileInfo) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _index_key(info: FileInfo) -> tuple[int, str]:
-    return (1 if info.kind in (FileKind.WHITEOUT, FileKind.OPAQUE) else 0, info.path)
-
-
 def analyze_layer(layer: Layer, analyzers: Sequence[Analyzer],
                   capture: Callable[[FileInfo], bool], with_index: bool = True
                   ) -> LayerOutcome:
@@ -170,16 +178,15 @@ def analyze_layer(layer: Layer, analyzers: Sequence[Analyzer],
     if outcome_for is not None:  # analyzed as its stream passed (``analyzers.sequential``)
         return cast(LayerOutcome, outcome_for(analyzers))
     out = LayerOutcome(results={a.name: {} for a in analyzers})
-    index: dict[tuple[int, str], FileInfo] = {}
+    index = TableBuilder()  # columns, not a FileInfo per entry (300,000-entry layers)
     links: list[tuple[FileInfo, tuple[int, ...], bool]] = []
     recent: collections.OrderedDict[str, bytes] = collections.OrderedDict()
     held = 0
     with layer.members() as members:
         for m in members:
             info = m.info
-            if info.kind == FileKind.WHITEOUT:  # as extraction does: a whiteout in the
-                index.pop((0, info.path), None)  # same layer deletes the earlier entry
-            index[_index_key(info)] = info
+            if with_index:  # finish() applies the layer's own order, as extraction does
+                index.add(info)
             if not info.is_regular:
                 continue
             wanted = _wanted(analyzers, info) if analyzers else ()
@@ -203,27 +210,21 @@ def analyze_layer(layer: Layer, analyzers: Sequence[Analyzer],
     if links:
         _resolve_links(layer, analyzers, links, out)
     if with_index:
-        _add_implicit_dirs(index)
-        out.entries = sorted(index.values(), key=lambda i: i.path)
+        out.entries = index.finish(dedupe=True, implicit_dirs=True)
     return out
-
-
-def _add_implicit_dirs(index: dict[tuple[int, str], FileInfo]) -> None:
-    """Parents that the tar never lists get an entry (0755, root), as extraction records
-    them: the merged view and the store's index then agree."""
-    parents: set[str] = set()
-    for (_, path), info in list(index.items()):
-        parent = path if info.kind == FileKind.OPAQUE else path.rpartition("/")[0]
-        while parent and parent not in parents:
-            parents.add(parent)
-            parent = parent.rpartition("/")[0]
-    for p in parents:
-        index.setdefault((0, p), FileInfo(p, FileKind.DIR, mode=0o755))
 
 
 def _take(m: LayerMember, info: FileInfo, ref: LayerRef, analyzers: Sequence[Analyzer],
           wanted: Sequence[int], cap: bool, out: LayerOutcome) -> bytes | None:
     """Run the wanted analyzers on one member; its bytes when they were held in memory."""
+    if info.size > MAX_SPOOL:
+        if wanted:
+            name = analyzers[wanted[0]].name
+            out.results[name][info.path] = AnalysisResult(warnings=[ScanWarning(
+                f"not analyzed: {info.size} bytes is above a streamed scan's per-file cap "
+                f"of {MAX_SPOOL} bytes (pull the image, or scan with --keep, to analyze it)",
+                info.abspath, name, ref)])
+        return None
     file = StreamFileInput(info, ref, m.open)
     try:
         _run(analyzers, wanted, file, out)
@@ -246,7 +247,8 @@ def _resolve_links(layer: Layer, analyzers: Sequence[Analyzer],
         if targets:
             with layer.members() as members:
                 for m in members:
-                    if m.info.kind == FileKind.FILE and m.info.path in targets:
+                    if (m.info.kind == FileKind.FILE and m.info.path in targets
+                            and m.info.size <= MAX_SPOOL):
                         f = kept.pop(m.info.path, None)
                         if f is not None:
                             f.close()
@@ -255,27 +257,32 @@ def _resolve_links(layer: Layer, analyzers: Sequence[Analyzer],
                         kept[m.info.path] = f
         for info, wanted, cap in links:
             base = kept.get(info.linkname)
-            data: bytes | None = None
-            if base is not None:
-                with base.open() as src:
-                    data = src.read()
+            member: LayerMember
+            if base is not None:  # its bytes as kept (a big one stays on disk)
+                member = _BytesMember(info, b"", base.open)
+            elif info.linkname in out.captured:
+                member = _BytesMember(info, out.captured[info.linkname])
+            elif info.size > MAX_SPOOL:
+                member = _BytesMember(info, b"")  # never opened: _take says it is too big
             else:
-                data = out.captured.get(info.linkname)
-            if data is None:
                 continue  # target not in this layer: nothing to read (a broken link)
-            _take(_BytesMember(info, data), info, layer.ref, analyzers, wanted, cap, out)
+            _take(member, info, layer.ref, analyzers, wanted, cap, out)
     finally:
         for f in kept.values():
             f.close()
 
 
 class _BytesMember(LayerMember):
-    def __init__(self, info: FileInfo, data: bytes) -> None:
+    """A hard link's member: its target's bytes, or an opener of the target's kept copy."""
+
+    def __init__(self, info: FileInfo, data: bytes,
+                 opener: Callable[[], BinaryIO] | None = None) -> None:
         self.info = info
         self._data = data
+        self._opener = opener
 
     def open(self) -> BinaryIO:
-        return io.BytesIO(self._data)
+        return self._opener() if self._opener is not None else io.BytesIO(self._data)
 
 
 # -- parallel layers --------------------------------------------------------------------------

@@ -112,6 +112,16 @@ class DirView(ImageView):
         self.config = dict(config or {})
         self.layers = [layer]
         self._layer = layer
+        #: (st_dev, st_ino) → the names of a regular file with more than one link, in walk
+        #: order; filled by ``entries()`` (a directory has no tar to say which are links)
+        self.inodes: dict[tuple[int, int], list[str]] = {}
+
+    def hard_links(self) -> list[FileInfo]:
+        """The names ``entries()`` found sharing an inode, as a layer tar would record
+        them: every name after the first as a hard link to the first (its canonical name).
+        A file whose other names are outside the tree is one name here, and not a link."""
+        return [FileInfo(p, FileKind.HARDLINK, linkname=names[0])
+                for names in self.inodes.values() if len(names) > 1 for p in names[1:]]
 
     def _entry(self, relpath: str, st: os.stat_result) -> ViewEntry:
         full = os.path.join(self.root, relpath)
@@ -146,6 +156,8 @@ class DirView(ImageView):
                     st = os.lstat(full)
                 except OSError:
                     continue
+                if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+                    self.inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
                 yield self._entry(rel, st)
                 if stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
                     subdirs.append((rel, full))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -61,6 +61,6 @@ class Layer(ABC):
         for a stream. Analyzers never see it; the scanner uses it to read files in place."""
         return None
 
-    def entries(self) -> list[FileInfo] | None:
+    def entries(self) -> Sequence[FileInfo] | None:
         """The layer's entry index when known without a walk (a stored layer), else None."""
         return None

@@ -35,14 +35,14 @@ class StoredLayer(Layer):
         self.ref = ref
         self.root = root
         self._load = load_entries
-        self._entries: list[FileInfo] | None = None
+        self._entries: Sequence[FileInfo] | None = None
         self.digest = digest
         self.size = size
         self.entry_count = entry_count
 
-    def entries(self) -> list[FileInfo]:
-        if self._entries is None:
-            self._entries = list(self._load())
+    def entries(self) -> Sequence[FileInfo]:
+        if self._entries is None:  # the store's EntryTable as it is: no copy, no list
+            self._entries = self._load()
         return self._entries
 
     def directory(self) -> str:

@@ -109,8 +109,8 @@ def walk_tar(stream: BinaryIO, limits: LayerLimits | None = None) -> Iterator[La
                 info = member_info(member, limits)
                 if info is None:
                     continue
-                if info.kind == FileKind.FILE:
-                    sizes[info.path] = info.size
+                if info.kind == FileKind.FILE and info.size:  # a link to an empty
+                    sizes[info.path] = info.size  # file is empty: no key per empty file
                 elif info.kind == FileKind.HARDLINK:
                     if not info.linkname or info.linkname == info.path:
                         raise UnsafeLayerError(

@@ -36,7 +36,7 @@ from imgscan.store.root import prepare_root, read_store_json
 
 if TYPE_CHECKING:  # the records are imported when the metadata is read: a scan that streams
     # its layers only needs the store's paths
-    from imgscan.fileinfo import FileInfo
+    from imgscan.entrytable import EntryTable
     from imgscan.store.records import ImageRecord, LayerRecord, StoreMeta
 
 SHORT_ID_LEN = 10
@@ -67,7 +67,7 @@ class StoreCore:
     def index_path(self, chain_id: str) -> str:
         return os.path.join(self.layer_path(chain_id), "index")
 
-    def layer_entries(self, chain_id: str) -> list[FileInfo]:
+    def layer_entries(self, chain_id: str) -> EntryTable:
         """The layer's tar entries with their original metadata (its index), for a scan."""
         from imgscan.store.layerindex import load_index
 

@@ -30,10 +30,13 @@ import tarfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
+from imgscan.entrytable import EntryTable
 from imgscan.errors import ImageError, UnsafeLayerError
 from imgscan.fileinfo import FileInfo, FileKind
+from imgscan.rowindex import RowIndex
+from imgscan.sparse import copy_sparse
 from imgscan.store.limits import ExtractLimits
 from imgscan.whiteouts import (
     OPAQUE_MARKER,
@@ -47,7 +50,6 @@ from imgscan.whiteouts import (
 
 _DROPPED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "user.containers.")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_COPY_CHUNK = 1 << 20
 
 
 def _read_umask() -> int:
@@ -62,7 +64,7 @@ _UMASK = _read_umask()
 
 @dataclass
 class ExtractResult:
-    entries: list[FileInfo]
+    entries: EntryTable
     whiteout_format: str  # "chardev" (overlay form) or "wh-files" (OCI form kept on disk)
 
 
@@ -72,7 +74,8 @@ class _Extractor:
         self.limits = limits
         self.as_root = as_root
         self.root_fd = os.open(dest, _DIR_FLAGS)
-        self.index: dict[str, FileInfo] = {}
+        #: columns, not a FileInfo per entry: a layer may hold 300,000 of them
+        self.index = RowIndex()
         self.dir_attrs: dict[str, FileInfo] = {}
         self.whiteout_nodes: set[str] = set()  # 0/0 devices written for whiteouts
         self.umask = _UMASK
@@ -196,7 +199,7 @@ class _Extractor:
                 if member.size:
                     src = tar.extractfile(member)
                     if src is not None:
-                        _copy(src, fd)
+                        copy_sparse(src, fd)
                 self._set_attrs_fd(fd, info, chmod=not plain)
             finally:
                 os.close(fd)
@@ -368,31 +371,6 @@ def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
     return out
 
 
-_SPARSE_BLOCK = 1 << 16
-_ZEROS = bytes(_SPARSE_BLOCK)
-
-
-def _copy(src: IO[bytes], fd: int) -> None:
-    """Copy a member's bytes, leaving runs of zeros as holes: a small compressed layer may
-    inflate to gigabytes of zeros, which must not cost gigabytes of disk."""
-    size = 0
-    while True:
-        chunk = src.read(_COPY_CHUNK)
-        if not chunk:
-            break
-        view = memoryview(chunk)
-        for off in range(0, len(view), _SPARSE_BLOCK):
-            block = view[off:off + _SPARSE_BLOCK]
-            if block == _ZEROS[:len(block)]:
-                os.lseek(fd, len(block), os.SEEK_CUR)
-                continue
-            while block:
-                n = os.write(fd, block)
-                block = block[n:]
-        size += len(chunk)
-    os.ftruncate(fd, size)  # a file that ends in a hole still has its full length
-
-
 def _rmtree_at(pfd: int, name: str) -> None:
     fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
     try:
@@ -424,7 +402,7 @@ def extract_layer(stream: BinaryIO, dest: str, limits: ExtractLimits | None = No
             )
         except tarfile.ReadError as e:
             if _empty_stream_error(e):
-                return ExtractResult([], "chardev" if as_root else "wh-files")
+                return ExtractResult(EntryTable(), "chardev" if as_root else "wh-files")
             raise ImageError(f"layer is not a valid tar archive: {e}") from None
         with tar:
             while (member := tar.next()) is not None:
@@ -444,8 +422,7 @@ def extract_layer(stream: BinaryIO, dest: str, limits: ExtractLimits | None = No
         raise ImageError(f"cannot write layer entry: {e}") from None
     finally:
         ex.close()
-    entries = sorted(ex.index.values(), key=lambda i: i.path)
-    return ExtractResult(entries, "chardev" if as_root else "wh-files")
+    return ExtractResult(ex.index.table(), "chardev" if as_root else "wh-files")
 
 
 def _empty_stream_error(e: tarfile.ReadError) -> bool:

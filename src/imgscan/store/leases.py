@@ -91,46 +91,87 @@ def leased(store: StoreCore, ref: str, purpose: str = "scan") -> Iterator[ImageR
             lease.release()
 
 
-def holders(store: StoreCore, image_id: str) -> list[LeaseHolder]:
-    """The live leases on an image; stale lease files (their process died) are removed."""
+def _lease_files(store: StoreCore, prefix: str = "") -> list[str]:
     d = leases_dir(store)
     try:
         names = sorted(os.listdir(d))
     except FileNotFoundError:
         return []
-    prefix = hex_of(image_id) + "."
+    return [os.path.join(d, n) for n in names if n.startswith(prefix)]
+
+
+def holders(store: StoreCore, image_id: str) -> list[LeaseHolder]:
+    """The live leases on an image; stale lease files (their process died) are removed."""
     out = []
-    for name in names:
-        if name.startswith(prefix):
-            holder = _probe(os.path.join(d, name))
-            if holder is not None:
-                out.append(holder)
+    for path in _lease_files(store, hex_of(image_id) + "."):
+        held, holder = _probe(path)
+        if held:
+            out.append(holder)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
     return out
 
 
-def _probe(path: str) -> LeaseHolder | None:
-    """The holder of the lease file at ``path``, or None when nobody holds it (then the file
-    is a leftover of a dead process, or a lease released just now, and is removed)."""
+def stale(store: StoreCore) -> list[tuple[LeaseHolder, str]]:
+    """Every lease file nobody holds, with why (for ``store check``; nothing is removed).
+
+    The flock decides, not the recorded pid: the kernel drops it when the reader dies, so a
+    pid that is alive again (reused by an unrelated process) cannot keep a dead lease
+    alive, and the message says which of the two it is."""
+    out = []
+    for path in _lease_files(store):
+        held, holder = _probe(path)
+        if held:
+            continue
+        alive = _pid_exists(holder.pid)
+        why = (f"lease of pid {holder.pid} ({holder.purpose}), whose process "
+               + ("is gone: pid now belongs to another process" if alive else "is gone"))
+        out.append((holder, why))
+    return out
+
+
+def _pid_exists(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def _probe(path: str) -> tuple[bool, LeaseHolder]:
+    """Whether someone holds the lease file at ``path`` (a live reader; otherwise the file
+    is a leftover of a dead process, or a lease released just now), and what it records."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None
+        return False, LeaseHolder(path, 0, "reading", 0.0)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
-            pass  # held: a live reader
+            held = True
         else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            return None
+            held = False
         try:
             doc = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            if not isinstance(doc, dict):
+                doc = {}
         except ValueError:
             doc = {}
-        pid = doc.get("pid") or int(os.path.basename(path).split(".")[1])
-        return LeaseHolder(path, int(pid), str(doc.get("purpose", "reading")),
-                           float(doc.get("since", 0)))
+        try:
+            pid = int(doc.get("pid") or os.path.basename(path).split(".")[1])
+        except (ValueError, TypeError, IndexError):
+            pid = 0
+        try:
+            since = float(doc.get("since", 0))
+        except (ValueError, TypeError):
+            since = 0.0
+        return held, LeaseHolder(path, pid, str(doc.get("purpose", "reading")), since)
     finally:
         os.close(fd)
 

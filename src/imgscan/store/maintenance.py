@@ -138,6 +138,7 @@ def check(store: StoreCore, repair: bool = False,
     with store.lock.exclusive() if repair else store.lock.shared():
         problems += _check_layers(store, repair)
         problems += _check_images(store, repair)
+        problems += _check_leases(store, repair)
         if also is not None:
             problems += also(repair)
     if repair:
@@ -180,6 +181,18 @@ def _check_images(store: StoreCore, repair: bool) -> list[Problem]:
         if not os.path.isfile(os.path.join(store.image_dir(img.id), "config.json")):
             problems.append(Problem("missing-config", img.id, "image config missing",
                                     repairable=False))
+    return problems
+
+
+def _check_leases(store: StoreCore, repair: bool) -> list[Problem]:
+    """Lease files of readers that died (SIGKILL, a crash): harmless to ``rmi``, which
+    sweeps them, but worth reporting and removing here (under a lock)."""
+    problems = []
+    for holder, why in leases.stale(store):
+        problems.append(Problem("stale-lease", holder.path, why))
+        if repair:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(holder.path)
     return problems
 
 
