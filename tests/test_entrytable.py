@@ -116,6 +116,27 @@ def test_the_view_over_tables_equals_the_object_view(seed):
         assert (None if e is None else (e.info, e.layer.index)) == want.get(p)
 
 
+def test_a_complete_walk_of_a_small_view_is_kept_and_a_big_one_is_not(monkeypatch):
+    """Image-wide analyzers walk the view several times: a small image's entries are built
+    once; an early stop keeps nothing; over the bound every walk rebuilds (memory per table)."""
+    rnd = random.Random(7)
+    layers = [_random_layer(rnd) for _ in range(3)]
+    refs = [LayerRef(i, f"sha256:{i}", "") for i in range(len(layers))]
+    view = LayeredView([""] * len(layers), layers, refs)
+    built = []
+    real = EntryTable.info
+    monkeypatch.setattr(EntryTable, "info", lambda t, r: built.append(r) or real(t, r))
+    next(iter(view.entries()))
+    assert view._memo is None
+    first = list(view.entries())
+    n = len(built)
+    assert list(view.entries()) == first and len(built) == n  # nothing rebuilt
+    big = LayeredView([""] * len(layers), layers, refs)
+    monkeypatch.setattr(big, "MEMO_ENTRIES", len(first) - 1)
+    assert list(big.entries()) == first and big._memo is None
+    assert list(big.entries()) == first
+
+
 def test_rows_are_sorted_by_components_and_found_by_bisection():
     infos = [FileInfo("a/b-x", K.FILE, size=3), FileInfo("a/b/c", K.FILE),
              FileInfo("a/b", K.DIR), FileInfo("z", K.SYMLINK, linkname="a"),

@@ -100,6 +100,7 @@ class LayeredView(ImageView):
         if len(self._tables) != len(self.layers):
             raise ValueError("one index per layer")
         self._state: list[array[int] | None] = [None] * len(self._tables)
+        self._memo: list[ViewEntry] | None = None
         upper = _Upper()
         for i in range(len(self._tables) - 1, -1, -1):
             t = self._tables[i]
@@ -131,7 +132,28 @@ class LayeredView(ImageView):
     # -- ImageView -------------------------------------------------------------------------
     def entries(self) -> Iterator[ViewEntry]:
         """Every visible entry, in path order (by components: a directory, then all below
-        it), merged from the layers' sorted tables (one layer: no merge at all)."""
+        it), merged from the layers' sorted tables (one layer: no merge at all).
+
+        Image-wide analyzers walk the view several times; an image of up to
+        ``MEMO_ENTRIES`` visible entries keeps the entries of its first complete walk (a
+        few MB) so later walks do not rebuild them, a bigger one rebuilds them each time
+        so that memory stays per table, not per entry."""
+        if self._memo is not None:
+            yield from self._memo
+            return
+        kept: list[ViewEntry] | None = []
+        for entry in self._walk():
+            if kept is not None:
+                kept.append(entry)
+                if len(kept) > self.MEMO_ENTRIES:
+                    kept = None
+            yield entry
+        self._memo = kept
+
+    #: visible entries up to which a complete walk is kept for the next one
+    MEMO_ENTRIES = 50_000
+
+    def _walk(self) -> Iterator[ViewEntry]:
         busy = [i for i, t in enumerate(self._tables) if len(t)]
         if len(busy) == 1:
             t, ref = self._tables[busy[0]], self.layers[busy[0]]
