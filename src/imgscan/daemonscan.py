@@ -116,8 +116,12 @@ def cached_report(scanner: Any, told: Any, layers: int, cache_root: str | None
 
     t0 = time.monotonic()
     known = scanner.identities()  # what the key needs, without importing the plugins
-    hit = reportcache.get(cache_root, _told_key(scanner, told, known))
-    return scanner.from_cache(hit, layers, known, t0) if hit is not None else None
+    key = _told_key(scanner, told, known)
+    hit = reportcache.get(cache_root, key)
+    if hit is None:
+        return None
+    # marked as the cached report it is: its JSON is written from the kept text (jsonhead)
+    return reportcache.mark(scanner.from_cache(hit, layers, known, t0), cache_root, key)
 
 
 def keep_report(scanner: Any, told: Any, report: Report, cache_root: str | None) -> None:
