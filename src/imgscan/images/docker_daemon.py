@@ -53,7 +53,7 @@ class _Small(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)  # type: ignore[arg-type]
+        sock.settimeout(self.timeout)
         try:
             sock.connect(self.unix_path)
         except OSError:
@@ -103,8 +103,9 @@ class Engine:
         if self._checked:
             return ImageError(f"{self.what}: the daemon dropped the connection "
                               f"({type(e).__name__}; did it stop?)")
+        # the socket's words, escaped: whatever it sent stays on one line
         return ImageError(f"{self.what}: not a Docker Engine API socket "
-                          f"({type(e).__name__}: {e})")
+                          f"({type(e).__name__}: {ascii(str(e))[1:-1][:200]})")
 
     def _get(self, url: str) -> _Answer:
         """A small GET on a connection of its own, read completely (errors as

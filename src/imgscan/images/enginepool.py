@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import io
 import socket
-from http.client import HTTPException
 from collections.abc import Callable
+from http.client import HTTPException
 from typing import Any
 
 import urllib3
