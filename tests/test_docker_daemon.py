@@ -391,7 +391,7 @@ def test_a_warm_daemon_scan_on_the_fast_path_writes_what_click_writes(warm_daemo
         assert _drop_kept_texts(warm_daemon["root"])
     slow, slow_mods = _run("click", argv, warm_daemon, tmp_path / "click")
     assert "click" not in fast_mods and "click" in slow_mods
-    assert "urllib3" not in fast_mods  # no /get: the two small GETs through http.client
+    assert "urllib3" not in fast_mods  # no /get: the two small GETs as plain HTTP/1.0
     assert fast == slow
     assert fast[1] or fast[3], fast  # something was written
     assert fast[0] in (0, 1), fast[2]
@@ -427,7 +427,8 @@ def test_daemon_errors_are_the_same_on_the_fast_path(warm_daemon, tmp_path, case
 
 
 def test_a_warm_daemon_hit_imports_little(warm_daemon):  # type: ignore[no-untyped-def]
-    """Bounded with ``python -X importtime``: no urllib3 (the stream's client), no click,
+    """Bounded with ``python -X importtime``: no urllib3 (the stream's client) or http.client,
+    no click,
     no writer, no analyzer plugin, no stream walker."""
     import sys
 
@@ -443,7 +444,8 @@ def test_a_warm_daemon_hit_imports_little(warm_daemon):  # type: ignore[no-untyp
     mods = {line.rsplit("|", 1)[1].strip() for line in p.stderr.splitlines()
             if line.startswith("import time:") and "|" in line}
     assert "imgscan.daemonscan" in mods and "imgscan.scanner" in mods, p.stderr[-3000:]
-    unwanted = {"urllib3", "imgscan.images.enginepool", "click", "orjson", "jsonschema",
+    unwanted = {"urllib3", "http.client", "imgscan.images.enginepool", "click", "orjson",
+                "jsonschema",
                 "imgscan.reports.json_writer", "imgscan.reports.common", "tarfile",
                 "concurrent.futures", "importlib.metadata", "imgscan.cli",
                 "imgscan.images.docker_stream", "imgscan.images.registry",
@@ -454,3 +456,51 @@ def test_a_warm_daemon_hit_imports_little(warm_daemon):  # type: ignore[no-untyp
                {"interface", "identity", "pluginset", "registry", "reportcache", "layered",
                 "view", "safeopen"}]
     assert not plugins, plugins
+
+
+@pytest.mark.parametrize("raw,want", [
+    (b"HTTP/1.0 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOKtrailing", b"OK"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3;x=1\r\n\":1\r\n1\r\n}"
+     b"\r\n0\r\n\r\n", b'{"a":1}'),
+    (b"HTTP/1.1 404 Not Found\r\n\r\n{\"message\":\"no\"}", b'{"message":"no"}'),
+    (b"", "no answer"), (b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "ends after 3 of 10"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc", "bad chunk"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nabc", "inside a chunk"),
+    (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP answer"),
+])
+def test_small_answers_are_parsed_or_refused(raw, want) -> None:  # type: ignore[no-untyped-def]
+    """The light client's answers (``/_ping``, inspect): whole, chunked, or refused."""
+    from imgscan.images.docker_daemon import _Answer, _BadAnswer
+
+    if isinstance(want, bytes):
+        assert _Answer(raw).data == want
+    else:
+        with pytest.raises(_BadAnswer, match=want):
+            _Answer(raw)
+
+
+def test_a_chunked_inspect_answer_reaches_the_stream(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An Engine that answers inspect chunked (HTTP/1.1 style) is read as well; the stream
+    that then fails keeps its one-line error."""
+    sock = tempfile.mktemp(prefix="fake", suffix=".sock", dir="/tmp")
+    body = json.dumps({"Id": "sha256:" + "b" * 64, "RootFS": {"Layers": []}}).encode()
+
+    def handler(conn: socket.socket, url: str) -> None:
+        if url == "/_ping":
+            conn.sendall(b"HTTP/1.0 200 OK\r\nApi-Version: 1.41\r\n\r\nOK")
+        elif url.endswith("/json"):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+        else:
+            conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    t = _serve(sock, handler)
+    try:
+        r = CliRunner().invoke(main, ["scan", "docker-daemon:x:1", "--root", str(tmp_path)],
+                               env={"DOCKER_HOST": f"unix://{sock}"})
+    finally:
+        t.srv.close()  # type: ignore[attr-defined]
+        os.unlink(sock)
+    assert r.exit_code == 3 and r.output.count("\n") == 1, r.output
+    assert "HTTP 500" in r.output

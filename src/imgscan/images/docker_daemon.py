@@ -1,7 +1,7 @@
 """``docker-daemon:IMAGE``: images of a running Docker Engine, read over its API socket.
 
-Real HTTP clients, no docker CLI (``http.client`` for the small GETs, urllib3 for the
-stream: ``images.enginepool``): ``GET /_ping``
+No docker CLI: the small GETs as plain HTTP/1.0 on the socket, the stream through a
+real HTTP client (urllib3: ``images.enginepool``): ``GET /_ping``
 checks that the socket is an Engine, ``GET /images/json`` lists, ``GET /images/{name}/get``
 streams the image as ``docker save`` writes it. The socket is ``$DOCKER_HOST``
 (``unix://PATH``) or ``/var/run/docker.sock``.
@@ -15,7 +15,6 @@ that as a docker-archive (a pull writes the image to disk anyway).
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -44,33 +43,74 @@ def socket_path() -> str:
     raise UsageError(f"DOCKER_HOST={host}: only unix:// sockets are supported")
 
 
-class _Small(http.client.HTTPConnection):
-    """``http.client`` on a Unix socket: enough for a small GET, light to import."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.unix_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+class _BadAnswer(Exception):
+    """What came back is not an HTTP answer (or not a whole one)."""
 
 
 class _Answer:
-    """A small answer, read completely: status, headers, body."""
+    """A small answer, read completely: status, headers (names in lower case), body."""
 
-    def __init__(self, status: int, headers: Any, data: bytes) -> None:
-        self.status, self.headers, self.data = status, headers, data
+    def __init__(self, data: bytes) -> None:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = lines[0].split(None, 2)
+        if not sep or len(status) < 2 or not status[0].startswith(b"HTTP/1.") or \
+                not (status[1].isdigit() and len(status[1]) == 3):
+            raise _BadAnswer(f"not an HTTP answer: {bytes(data[:60])!r}" if data
+                             else "no answer")
+        self.status = int(status[1])
+        self.headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.decode("latin-1").partition(":")
+            if colon:
+                self.headers[name.strip().lower()] = value.strip()
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            body = _dechunk(body)
+        elif self.headers.get("content-length", "").isdigit():
+            n = int(self.headers["content-length"])
+            if len(body) < n:
+                raise _BadAnswer(f"the answer ends after {len(body)} of {n} bytes")
+            body = body[:n]
+        self.data = body
+
+
+def _dechunk(body: bytes) -> bytes:
+    out, at = bytearray(), 0
+    while True:
+        end = body.find(b"\r\n", at)
+        size = body[at:end].split(b";", 1)[0].strip() if end >= 0 else b""
+        try:
+            n = int(size, 16)
+        except ValueError:
+            raise _BadAnswer("a bad chunk in the answer") from None
+        if n == 0:
+            return bytes(out)
+        if end + 2 + n > len(body):
+            raise _BadAnswer("the answer ends inside a chunk")
+        out += body[end + 2:end + 2 + n]
+        at = end + 4 + n
+
+
+def _small_get(path: str, url: str, timeout: float) -> _Answer:
+    """``GET url`` as HTTP/1.0 on a connection of its own, read to its end: for two small
+    answers on a warm scan, cheaper than importing ``http.client`` (and its email parser)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        sock.sendall(f"GET {url} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode("ascii"))
+        data = bytearray()
+        while chunk := sock.recv(1 << 16):
+            data += chunk
+            if len(data) > _SMALL_MAX:
+                raise _BadAnswer(f"the answer to {url} is over {_SMALL_MAX} bytes")
+    finally:
+        sock.close()
+    return _Answer(bytes(data))
 
 
 class Engine:
-    """A Docker Engine API client on one Unix socket: small GETs through ``http.client``,
+    """A Docker Engine API client on one Unix socket: small GETs as HTTP/1.0 (``_small_get``),
     the image stream and loads through urllib3 (``images.enginepool``, imported only then)."""
 
     def __init__(self, path: str | None = None, timeout: float = 60.0) -> None:
@@ -98,7 +138,7 @@ class Engine:
     def _failed(self, e: Exception) -> ImageError:
         """A transport failure in one line: after ``/_ping`` answered, the daemon went away;
         before, the socket is not an Engine's (or cannot be reached)."""
-        if isinstance(e, OSError) and not isinstance(e, http.client.HTTPException):
+        if isinstance(e, OSError):
             return ImageError(f"{self.what}: {e.strerror or e}")
         if self._checked:
             return ImageError(f"{self.what}: the daemon dropped the connection "
@@ -108,27 +148,18 @@ class Engine:
                           f"({type(e).__name__}: {ascii(str(e))[1:-1][:200]})")
 
     def _get(self, url: str) -> _Answer:
-        """A small GET on a connection of its own, read completely (errors as
-        ``enginepool.request`` words them)."""
-        conn = _Small(self.path, self._timeout)
+        """A small GET, read completely (errors worded as the pool's)."""
         try:
-            conn.request("GET", url)
-            r = conn.getresponse()
-            data = r.read(_SMALL_MAX + 1)
-            if len(data) > _SMALL_MAX:
-                raise ImageError(f"{self.what}: {url}: the answer is over {_SMALL_MAX} bytes")
-            return _Answer(r.status, r.headers, data)
-        except (http.client.HTTPException, OSError) as e:
+            return _small_get(self.path, url, self._timeout)
+        except (_BadAnswer, OSError) as e:
             raise self._failed(e) from None
-        finally:
-            conn.close()
 
     def check(self) -> None:
         """``GET /_ping``: an Engine answers ``OK`` with an ``Api-Version`` header."""
         if self._checked:
             return
         r = self._get("/_ping")
-        if r.status != 200 or "Api-Version" not in r.headers or r.data.strip() != b"OK":
+        if r.status != 200 or "api-version" not in r.headers or r.data.strip() != b"OK":
             raise ImageError(f"{self.what}: not a Docker Engine API socket (/_ping answered "
                              f"{r.status})")
         self._checked = True

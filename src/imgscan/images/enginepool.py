@@ -2,9 +2,9 @@
 
 ``GET /images/{name}/get`` (hundreds of megabytes, read as it arrives) and
 ``POST /images/load`` need a client that streams bodies and pools connections; the small
-GETs (``/_ping``, inspect, the image list) go through ``http.client`` in
-``images.docker_daemon``, so a warm ``scan docker-daemon:`` (answered from the report cache
-after an inspect) never imports urllib3 and ssl.
+GETs (``/_ping``, inspect, the image list) are plain HTTP/1.0 in ``images.docker_daemon``,
+so a warm ``scan docker-daemon:`` (answered from the report cache after an inspect) never
+imports urllib3, http.client or ssl.
 """
 
 from __future__ import annotations
