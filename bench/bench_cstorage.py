@@ -211,6 +211,7 @@ def main() -> int:
 
     result = summarize(part1, part2, part2w, part3, {
         "runs": args.runs, "mount_runs": args.mount_runs, "total_tar": summary["total_tar"],
+        "machine": common.machine_line(),
         "tver": tver, "agree": agree})
     with open(os.path.join(work, "result.json"), "w") as f:
         json.dump(result, f, indent=1)
@@ -284,8 +285,9 @@ def daemon_only(runs: int, write_it: bool) -> int:
             [""] * 6, [[c.name, f"{c.median:.3f}", f"{lo:.3f} to {hi:.3f}",
                         f"{c.median / base:.2f}x", f"{c.peak_rss_mb:.0f}", len(c.samples)]]
         ).split("\n")[-1])
-    r["verdict"] = r["verdict"].replace(
-        r["verdict"][r["verdict"].index(_WARM):].split(")", 1)[0] + ")", verdict)
+    lead, clauses = "**Verdict**: ", r["verdict"].removeprefix("**Verdict**: ").rstrip(".")
+    r["verdict"] = lead + "; ".join(verdict if c.startswith(_WARM) else c
+                                    for c in clauses.split("; ")) + "."
     r["dd"] = {**r.get("dd", {}), **{c.name: round(c.median, 3) for c in part2w}}
     r["warm_run"] = (f"The warm docker-daemon rows (and their floors) are from a later run "
                      f"of `python3 bench/bench_cstorage.py --daemon-only --runs {runs} "
@@ -497,7 +499,7 @@ way); the default interpreter's figure is given next to it.
 Reproduce: `python3 bench/bench_cstorage.py --runs {runs} --mount-runs \
 {mount_runs} --write`
 
-Machine: {common.machine_line()}
+Machine: {r.get("machine") or common.machine_line()}
 
 {table}
 
