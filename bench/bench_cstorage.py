@@ -288,7 +288,7 @@ def daemon_only(runs: int, write_it: bool) -> int:
     lead, clauses = "**Verdict**: ", r["verdict"].removeprefix("**Verdict**: ").rstrip(".")
     r["verdict"] = lead + "; ".join(verdict if c.startswith(_WARM) else c
                                     for c in clauses.split("; ")) + "."
-    r["dd"] = {**r.get("dd", {}), **{c.name: round(c.median, 3) for c in part2w}}
+    r["dd"] = {**r.get("dd", {}), **{c.name: round(c.median, 4) for c in part2w}}
     r["warm_run"] = (f"The warm docker-daemon rows (and their floors) are from a later run "
                      f"of `python3 bench/bench_cstorage.py --daemon-only --runs {runs} "
                      f"--write` ({runs} interleaved rounds after one warm-up; "
@@ -342,7 +342,7 @@ def summarize(part1: list[Contender], part2: list[Contender], part2w: list[Conte
     print(table)
     print(detail)
     print(verdict)
-    dd = {c.name: round(c.median, 3) for c in part2 + part2w}
+    dd = {c.name: round(c.median, 4) for c in part2 + part2w}
     return {**result, "dd": dd, "table": table, "detail": detail, "verdict": verdict}
 
 
