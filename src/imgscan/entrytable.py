@@ -422,3 +422,14 @@ class TableBuilder:
             setattr(t, name, moved)
         self._t = EntryTable()
         return t
+
+
+def as_table(index: Sequence[FileInfo]) -> EntryTable:
+    """A layer's index as a table; a plain list gets its implicit parent directories, as
+    extraction and the streamed walk record them."""
+    if isinstance(index, EntryTable):
+        return index
+    b = TableBuilder()
+    for info in index:
+        b.add(info)
+    return b.finish(dedupe=False, implicit_dirs=True)

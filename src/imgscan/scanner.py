@@ -24,9 +24,9 @@ from imgscan.analyzers.interface import (
     PostAnalyzer,
     ScanOptions,
 )
-from imgscan.analyzers.layered import LayeredView, VisibleFiles, as_table
 from imgscan.analyzers.pluginset import PluginSet
 from imgscan.analyzers.registry import LoadedPlugin
+from imgscan.entrytable import as_table
 from imgscan.merge import attach_files, fact_order, finding_order, package_order, refine_facts
 from imgscan.model import (
     AnalyzerRef,
@@ -338,6 +338,8 @@ class Scanner:
         see ``DirView.hard_links``) replaces the groups the layers' tar entries give."""
         hidden_wanted = {a.name for a in self.file_analyzers if a.wants_hidden}
         if visible is None:  # only paths with results: not one key per file of the image
+            from imgscan.analyzers.layered import LayeredView, VisibleFiles
+
             assert isinstance(view, LayeredView)
             visible = VisibleFiles(view, sorted({p for lay in layers
                                                  for by_path in lay.results.values()

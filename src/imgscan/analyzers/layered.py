@@ -25,22 +25,11 @@ from imgscan.analyzers.interface import FileInfo, FileKind, ImageView, ViewEntry
 from imgscan.analyzers.safeopen import open_beneath
 from imgscan.analyzers.view import resolve_in_root
 from imgscan.entrytable import MARKER_CODES as _MARKER_CODES
-from imgscan.entrytable import EntryTable, TableBuilder
+from imgscan.entrytable import EntryTable, as_table
 from imgscan.model import LayerRef
 
 VISIBLE = -1
 SUPERSEDED = -2  # a directory under a directory of an upper layer: merged, not hidden
-
-
-def as_table(index: Sequence[FileInfo]) -> EntryTable:
-    """A layer's index as a table; a plain list gets its implicit parent directories, as
-    extraction and the streamed walk record them."""
-    if isinstance(index, EntryTable):
-        return index
-    b = TableBuilder()
-    for info in index:
-        b.add(info)
-    return b.finish(dedupe=False, implicit_dirs=True)
 
 
 class _Upper:
