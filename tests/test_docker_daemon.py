@@ -453,8 +453,7 @@ def test_a_warm_daemon_hit_imports_little(warm_daemon):  # type: ignore[no-untyp
                 "imgscan.analyzers.dispatch", "imgscan.secrets.engine", "imgscan.progress"}
     assert not mods & unwanted, sorted(mods & unwanted)
     plugins = [m for m in mods if m.startswith("imgscan.analyzers.") and m.split(".")[2] not in
-               {"interface", "identity", "pluginset", "registry", "reportcache", "layered",
-                "view", "safeopen"}]
+               {"interface", "identity", "pluginset", "registry", "reportcache"}]
     assert not plugins, plugins
 
 
