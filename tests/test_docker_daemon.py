@@ -347,3 +347,159 @@ def test_memory_flat_with_layer_size(dockerd, tmp_path) -> None:  # type: ignore
     large = _peak_rss_kb("--quiet", "scan", "docker-daemon:example.com/large:1", "--root",
                          str(tmp_path / "b"), env=env)
     assert large - small < 24 << 10, (small, large)
+
+
+# -- the warm hit (report cached under the inspect answer) on the entry's fast path --------
+@pytest.fixture(scope="module")
+def warm_daemon(dockerd, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A small image in the daemon; the store and cache its warm scans use."""
+    tmp = tmp_path_factory.mktemp("ddwarm")
+    _load(dockerd, tmp, _spec(), "example.com/warm:1")
+    return {"root": str(tmp / "store"), "tmp": tmp,
+            "env": {"DOCKER_HOST": f"unix://{dockerd}", "IMGSCAN_CACHE_DIR": str(tmp / "cache"),
+                    "COLUMNS": "120"}}
+
+
+def _drop_kept_texts(root: str) -> int:
+    kept = os.path.join(root, "cache", "reports")
+    heads = [f for f in os.listdir(kept) if f.endswith(".json-head")]
+    for f in heads:
+        os.unlink(os.path.join(kept, f))
+    return len(heads)
+
+
+WARM_CASES = [
+    ["--format", "json"],
+    ["--format", "json", "-o", "r.json", "--fail-on", "high"],
+    ["--format", "table", "--packages", "-w"],
+    ["--format", "sarif", "--fail-on", "low", "--analyzers", "npm,secrets"],
+]
+
+
+@pytest.mark.parametrize("extra", WARM_CASES, ids=[" ".join(c) for c in WARM_CASES])
+def test_a_warm_daemon_scan_on_the_fast_path_writes_what_click_writes(warm_daemon, tmp_path,
+                                                                      extra):  # type: ignore[no-untyped-def]
+    """The fast path's hit (light client, kept JSON text) against click's hit with the kept
+    text removed (rendered by the writer): the same bytes, files and exit code."""
+    from test_warm_path import _run
+
+    argv = ["scan", "docker-daemon:example.com/warm:1", *extra, "--root", warm_daemon["root"]]
+    _run("fast", argv, warm_daemon, tmp_path / "first")  # a miss when these options are new
+    fast, fast_mods = _run("fast", argv, warm_daemon, tmp_path / "fast")
+    if "json" in extra:
+        assert "imgscan.reports.json_writer" not in fast_mods  # the kept text
+        assert _drop_kept_texts(warm_daemon["root"])
+    slow, slow_mods = _run("click", argv, warm_daemon, tmp_path / "click")
+    assert "click" not in fast_mods and "click" in slow_mods
+    assert "urllib3" not in fast_mods  # no /get: the two small GETs as plain HTTP/1.0
+    assert fast == slow
+    assert fast[1] or fast[3], fast  # something was written
+    assert fast[0] in (0, 1), fast[2]
+
+
+@pytest.mark.parametrize("case", ["missing image", "no socket", "not an Engine"])
+def test_daemon_errors_are_the_same_on_the_fast_path(warm_daemon, tmp_path, case):  # type: ignore[no-untyped-def]
+    from test_warm_path import _run
+
+    sock = tempfile.mktemp(prefix="fake", suffix=".sock", dir="/tmp")
+    name = "example.com/nosuch:1" if case == "missing image" else "example.com/warm:1"
+    env = dict(warm_daemon["env"])
+    if case != "missing image":
+        env["DOCKER_HOST"] = f"unix://{sock}"
+    t = _serve(sock, lambda conn, url: conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")) \
+        if case == "not an Engine" else None
+    try:
+        argv = ["scan", f"docker-daemon:{name}", "--root", warm_daemon["root"]]
+        fast, fast_mods = _run("fast", argv, {**warm_daemon, "env": env}, tmp_path / "fast")
+        slow = _run("click", argv, {**warm_daemon, "env": env}, tmp_path / "click")[0]
+    finally:
+        if t is not None:
+            t.srv.close()  # type: ignore[attr-defined]
+            os.unlink(sock)
+    assert "click" not in fast_mods
+    assert fast == slow
+    lines = fast[2].strip().splitlines()
+    assert fast[0] == 3 and len(lines) == 1, fast
+    assert lines[0].startswith("imgscan: error: docker-daemon")
+    want = {"missing image": "nosuch", "no socket": "no such socket",
+            "not an Engine": "not a Docker Engine"}[case]
+    assert want in lines[0]
+
+
+def test_a_warm_daemon_hit_imports_little(warm_daemon):  # type: ignore[no-untyped-def]
+    """Bounded with ``python -X importtime``: no urllib3 (the stream's client) or http.client,
+    no click,
+    no writer, no analyzer plugin, no stream walker."""
+    import sys
+
+    from clihelp import SRC
+
+    argv = ["scan", "docker-daemon:example.com/warm:1", "--root", warm_daemon["root"],
+            "--format", "json", "-o", os.devnull, "--fail-on", "critical"]
+    env = {**os.environ, **warm_daemon["env"], "PYTHONPATH": SRC}
+    for _ in range(2):  # the first one may be a miss; the second keeps nothing new
+        p = subprocess.run([sys.executable, "-X", "importtime", "-m", "imgscan", *argv],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert p.returncode == 0, p.stderr[-2000:]
+    mods = {line.rsplit("|", 1)[1].strip() for line in p.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+    assert "imgscan.daemonscan" in mods and "imgscan.scanner" in mods, p.stderr[-3000:]
+    unwanted = {"urllib3", "http.client", "imgscan.images.enginepool", "click", "orjson",
+                "jsonschema",
+                "imgscan.reports.json_writer", "imgscan.reports.common", "tarfile",
+                "concurrent.futures", "importlib.metadata", "imgscan.cli",
+                "imgscan.images.docker_stream", "imgscan.images.registry",
+                "imgscan.analyzers.sequential", "imgscan.analyzers.stream",
+                "imgscan.analyzers.dispatch", "imgscan.secrets.engine", "imgscan.progress"}
+    assert not mods & unwanted, sorted(mods & unwanted)
+    plugins = [m for m in mods if m.startswith("imgscan.analyzers.") and m.split(".")[2] not in
+               {"interface", "identity", "pluginset", "registry", "reportcache"}]
+    assert not plugins, plugins
+
+
+@pytest.mark.parametrize("raw,want", [
+    (b"HTTP/1.0 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOKtrailing", b"OK"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3;x=1\r\n\":1\r\n1\r\n}"
+     b"\r\n0\r\n\r\n", b'{"a":1}'),
+    (b"HTTP/1.1 404 Not Found\r\n\r\n{\"message\":\"no\"}", b'{"message":"no"}'),
+    (b"", "no answer"), (b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "ends after 3 of 10"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc", "bad chunk"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nabc", "inside a chunk"),
+    (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP answer"),
+])
+def test_small_answers_are_parsed_or_refused(raw, want) -> None:  # type: ignore[no-untyped-def]
+    """The light client's answers (``/_ping``, inspect): whole, chunked, or refused."""
+    from imgscan.images.docker_daemon import _Answer, _BadAnswer
+
+    if isinstance(want, bytes):
+        assert _Answer(raw).data == want
+    else:
+        with pytest.raises(_BadAnswer, match=want):
+            _Answer(raw)
+
+
+def test_a_chunked_inspect_answer_reaches_the_stream(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An Engine that answers inspect chunked (HTTP/1.1 style) is read as well; the stream
+    that then fails keeps its one-line error."""
+    sock = tempfile.mktemp(prefix="fake", suffix=".sock", dir="/tmp")
+    body = json.dumps({"Id": "sha256:" + "b" * 64, "RootFS": {"Layers": []}}).encode()
+
+    def handler(conn: socket.socket, url: str) -> None:
+        if url == "/_ping":
+            conn.sendall(b"HTTP/1.0 200 OK\r\nApi-Version: 1.41\r\n\r\nOK")
+        elif url.endswith("/json"):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+        else:
+            conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    t = _serve(sock, handler)
+    try:
+        r = CliRunner().invoke(main, ["scan", "docker-daemon:x:1", "--root", str(tmp_path)],
+                               env={"DOCKER_HOST": f"unix://{sock}"})
+    finally:
+        t.srv.close()  # type: ignore[attr-defined]
+        os.unlink(sock)
+    assert r.exit_code == 3 and r.output.count("\n") == 1, r.output
+    assert "HTTP 500" in r.output

@@ -132,6 +132,8 @@ class Clock(datetime.datetime):
         return datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=tz)
 scanner._dt = types.SimpleNamespace(datetime=Clock, UTC=datetime.UTC)
 scanner.time = types.SimpleNamespace(monotonic=lambda: 100.0)
+import imgscan.daemonscan as daemonscan
+daemonscan.time = scanner.time
 atexit.register(lambda: open(os.environ["MODULES_OUT"], "w").write(json.dumps(sorted(sys.modules))))
 if which == "fast":
     from imgscan.cli_fast import main

@@ -17,6 +17,7 @@ arrives; a re-scan answered from the report cache without asking for the stream 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,8 +63,7 @@ def scan_daemon_image(name: str, scanner: Any, cache_root: str | None, limits: A
                 config, layers, summary = analyze_save_stream(
                     stream, scanner.file_analyzers, capture, walk.result(), lim, bar)
         report: Report = scanner.scan_layers(config, layers, summary, cache_root)
-        keep_report(scanner, told, report, cache_root)
-        return report
+        return keep_report(scanner, told, report, cache_root)
     finally:
         if engine is None:
             eng.close()
@@ -108,21 +108,27 @@ def _told_key(scanner: Any, told: Any, known: Any) -> str:
 def cached_report(scanner: Any, told: Any, layers: int, cache_root: str | None
                   ) -> Report | None:
     """The report cached for an image a source described by ``told`` (see the module)."""
-    import time
-
     if not cache_root:
         return None
     from imgscan.analyzers import reportcache
 
     t0 = time.monotonic()
     known = scanner.identities()  # what the key needs, without importing the plugins
-    hit = reportcache.get(cache_root, _told_key(scanner, told, known))
-    return scanner.from_cache(hit, layers, known, t0) if hit is not None else None
+    key = _told_key(scanner, told, known)
+    hit = reportcache.get(cache_root, key)
+    if hit is None:
+        return None
+    # marked as the cached report it is: its JSON is written from the kept text (jsonhead)
+    return reportcache.mark(scanner.from_cache(hit, layers, known, t0), cache_root, key)
 
 
-def keep_report(scanner: Any, told: Any, report: Report, cache_root: str | None) -> None:
-    """Cache ``report`` for ``cached_report(told)`` (the analyzers as loaded)."""
+def keep_report(scanner: Any, told: Any, report: Report, cache_root: str | None) -> Report:
+    """Cache ``report`` for ``cached_report(told)`` (the analyzers as loaded); ``report``,
+    marked as that cached report, so that its JSON text is kept for the next hit."""
     from imgscan.analyzers import reportcache
 
     if cache_root and reportcache.cacheable(report):
-        reportcache.put(cache_root, _told_key(scanner, told, scanner.identities()), report)
+        key = _told_key(scanner, told, scanner.identities())
+        if reportcache.put(cache_root, key, report):
+            return reportcache.mark(report, cache_root, key)
+    return report

@@ -1,6 +1,7 @@
 """``docker-daemon:IMAGE``: images of a running Docker Engine, read over its API socket.
 
-A real HTTP client (urllib3 over a Unix-socket connection), no docker CLI: ``GET /_ping``
+No docker CLI: the small GETs as plain HTTP/1.0 on the socket, the stream through a
+real HTTP client (urllib3: ``images.enginepool``): ``GET /_ping``
 checks that the socket is an Engine, ``GET /images/json`` lists, ``GET /images/{name}/get``
 streams the image as ``docker save`` writes it. The socket is ``$DOCKER_HOST``
 (``unix://PATH``) or ``/var/run/docker.sock``.
@@ -14,26 +15,23 @@ that as a docker-archive (a pull writes the image to disk anyway).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.client import HTTPException
 from typing import Any, BinaryIO
 from urllib.parse import quote
-
-import urllib3
-from urllib3.connection import HTTPConnection
-from urllib3.exceptions import HTTPError
 
 from imgscan.errors import BadReferenceError, ImageError, UsageError
 from imgscan.images.interface import Platform, SourceImage
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 _CHUNK = 1 << 20
+#: the most a small answer (``/_ping``, inspect, the image list) may be: a hostile socket
+#: that streams forever is an error, not a process that eats the memory
+_SMALL_MAX = 64 << 20
 
 
 def socket_path() -> str:
@@ -45,34 +43,75 @@ def socket_path() -> str:
     raise UsageError(f"DOCKER_HOST={host}: only unix:// sockets are supported")
 
 
-class _UnixConnection(HTTPConnection):
-    def __init__(self, path: str, **kw: Any) -> None:
-        super().__init__("localhost", **kw)
-        self.unix_path = path
+class _BadAnswer(Exception):
+    """What came back is not an HTTP answer (or not a whole one)."""
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        t = self.timeout
-        sock.settimeout(t if isinstance(t, (int, float)) else None)
+
+class _Answer:
+    """A small answer, read completely: status, headers (names in lower case), body."""
+
+    def __init__(self, data: bytes) -> None:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = lines[0].split(None, 2)
+        if not sep or len(status) < 2 or not status[0].startswith(b"HTTP/1.") or \
+                not (status[1].isdigit() and len(status[1]) == 3):
+            raise _BadAnswer(f"not an HTTP answer: {bytes(data[:60])!r}" if data
+                             else "no answer")
+        self.status = int(status[1])
+        self.headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.decode("latin-1").partition(":")
+            if colon:
+                self.headers[name.strip().lower()] = value.strip()
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            body = _dechunk(body)
+        elif self.headers.get("content-length", "").isdigit():
+            n = int(self.headers["content-length"])
+            if len(body) < n:
+                raise _BadAnswer(f"the answer ends after {len(body)} of {n} bytes")
+            body = body[:n]
+        self.data = body
+
+
+def _dechunk(body: bytes) -> bytes:
+    out, at = bytearray(), 0
+    while True:
+        end = body.find(b"\r\n", at)
+        size = body[at:end].split(b";", 1)[0].strip() if end >= 0 else b""
         try:
-            sock.connect(self.unix_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+            n = int(size, 16)
+        except ValueError:
+            raise _BadAnswer("a bad chunk in the answer") from None
+        if n == 0:
+            return bytes(out)
+        if end + 2 + n > len(body):
+            raise _BadAnswer("the answer ends inside a chunk")
+        out += body[end + 2:end + 2 + n]
+        at = end + 4 + n
 
 
-class _UnixPool(urllib3.HTTPConnectionPool):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout, maxsize=2, retries=False)
-        self.unix_path = path
-
-    def _new_conn(self) -> HTTPConnection:
-        return _UnixConnection(self.unix_path, timeout=self.timeout.connect_timeout)
+def _small_get(path: str, url: str, timeout: float) -> _Answer:
+    """``GET url`` as HTTP/1.0 on a connection of its own, read to its end: for two small
+    answers on a warm scan, cheaper than importing ``http.client`` (and its email parser)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        sock.sendall(f"GET {url} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode("ascii"))
+        data = bytearray()
+        while chunk := sock.recv(1 << 16):
+            data += chunk
+            if len(data) > _SMALL_MAX:
+                raise _BadAnswer(f"the answer to {url} is over {_SMALL_MAX} bytes")
+    finally:
+        sock.close()
+    return _Answer(bytes(data))
 
 
 class Engine:
-    """A Docker Engine API client on one Unix socket."""
+    """A Docker Engine API client on one Unix socket: small GETs as HTTP/1.0 (``_small_get``),
+    the image stream and loads through urllib3 (``images.enginepool``, imported only then)."""
 
     def __init__(self, path: str | None = None, timeout: float = 60.0) -> None:
         self.path = path or socket_path()
@@ -80,38 +119,54 @@ class Engine:
         if not os.path.exists(self.path):
             raise ImageError(f"{self.what}: no such socket (is dockerd running? set "
                              "DOCKER_HOST=unix://PATH)")
-        self._pool = _UnixPool(self.path, timeout)
+        self._timeout = timeout
+        self._pool: Any = None
         self._checked = False
 
     def close(self) -> None:
-        self._pool.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def _request(self, method: str, url: str, stream: bool = False, **kw: Any) -> Any:
+        """A request through the urllib3 pool (the stream, loads)."""
+        from imgscan.images import enginepool
+
+        if self._pool is None:
+            self._pool = enginepool.UnixPool(self.path, self._timeout)
+        return enginepool.request(self._pool, self._failed, method, url, stream, **kw)
+
+    def _failed(self, e: Exception) -> ImageError:
+        """A transport failure in one line: after ``/_ping`` answered, the daemon went away;
+        before, the socket is not an Engine's (or cannot be reached)."""
+        if isinstance(e, OSError):
+            return ImageError(f"{self.what}: {e.strerror or e}")
+        if self._checked:
+            return ImageError(f"{self.what}: the daemon dropped the connection "
+                              f"({type(e).__name__}; did it stop?)")
+        # the socket's words, escaped: whatever it sent stays on one line
+        return ImageError(f"{self.what}: not a Docker Engine API socket "
+                          f"({type(e).__name__}: {ascii(str(e))[1:-1][:200]})")
+
+    def _get(self, url: str) -> _Answer:
+        """A small GET, read completely (errors worded as the pool's)."""
         try:
-            r = self._pool.request(method, url, preload_content=not stream, **kw)
-        except HTTPError as e:
-            if self._checked:  # it answered /_ping as an Engine: it went away since
-                raise ImageError(f"{self.what}: the daemon dropped the connection "
-                                 f"({type(e).__name__}; did it stop?)") from None
-            raise ImageError(f"{self.what}: not a Docker Engine API socket "
-                             f"({type(e).__name__}: {e})") from None
-        except OSError as e:
-            raise ImageError(f"{self.what}: {e.strerror or e}") from None
-        return r
+            return _small_get(self.path, url, self._timeout)
+        except (_BadAnswer, OSError) as e:
+            raise self._failed(e) from None
 
     def check(self) -> None:
         """``GET /_ping``: an Engine answers ``OK`` with an ``Api-Version`` header."""
         if self._checked:
             return
-        r = self._request("GET", "/_ping")
-        if r.status != 200 or "Api-Version" not in r.headers or r.data.strip() != b"OK":
+        r = self._get("/_ping")
+        if r.status != 200 or "api-version" not in r.headers or r.data.strip() != b"OK":
             raise ImageError(f"{self.what}: not a Docker Engine API socket (/_ping answered "
                              f"{r.status})")
         self._checked = True
 
     def _json(self, url: str, what: str) -> Any:
         self.check()
-        r = self._request("GET", url)
+        r = self._get(url)
         if r.status == 404:
             raise BadReferenceError(f"{self.what}: {what}: {_message(r.data)}")
         if r.status != 200:
@@ -137,8 +192,7 @@ class Engine:
         """``POST /images/load`` of a docker-archive (bytes or a file); the daemon's answer."""
         self.check()
         r = self._request("POST", "/images/load?quiet=1", body=data,
-                          headers={"Content-Type": "application/x-tar"},
-                          timeout=urllib3.Timeout(connect=10, read=600))
+                          headers={"Content-Type": "application/x-tar"}, read_timeout=600)
         text = r.data.decode("utf-8", "replace")
         if r.status != 200 or '"error"' in text:
             raise ImageError(f"{self.what}: load failed: HTTP {r.status}: {text[:300]}")
@@ -149,16 +203,20 @@ class Engine:
         """``GET /images/{name}/get`` as a stream, read as it arrives. A connection that
         breaks is an ``ImageError`` at that read and at every later one (an analyzer that
         swallows the first cannot hide it), and again when the context ends."""
+        import io
+
+        from imgscan.images.enginepool import Wire
+
         self.check()
         r = self._request("GET", f"/images/{quote(name, safe='/:@')}/get", stream=True,
-                          timeout=urllib3.Timeout(connect=10, read=600))
+                          read_timeout=600)
         try:
             if r.status == 404:
                 raise BadReferenceError(f"{self.what}: {name}: {_message(r.read())}")
             if r.status != 200:
                 raise ImageError(f"{self.what}: {name}: HTTP {r.status}: "
                                  f"{_message(r.read())}")
-            wire = _Wire(r, f"{self.what}: {name}")
+            wire = Wire(r, f"{self.what}: {name}")
             yield io.BufferedReader(wire, _CHUNK)
             if wire.broken:
                 raise ImageError(wire.broken)
@@ -175,32 +233,6 @@ class Engine:
         if n == 0:
             raise ImageError(f"{self.what}: {name}: empty image stream")
         return n
-
-
-class _Wire(io.RawIOBase):
-    """The response body as a raw stream; a broken connection is sticky (see save_stream)."""
-
-    def __init__(self, response: Any, what: str) -> None:
-        self._r = response
-        self._what = what
-        self.count = 0
-        self.broken = ""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        if self.broken:
-            raise ImageError(self.broken)
-        try:
-            data = self._r.read(len(buf))
-        except (HTTPError, HTTPException, OSError) as e:
-            self.broken = (f"{self._what}: the stream broke off after {self.count} bytes "
-                           f"({type(e).__name__}; did the daemon stop?)")
-            raise ImageError(self.broken) from None
-        buf[: len(data)] = data
-        self.count += len(data)
-        return len(data)
 
 
 def _message(data: bytes) -> str:
