@@ -393,3 +393,21 @@ def test_the_rules_key_is_remembered_only_for_settled_files(tmp_path):
     assert rulecache.rules_key([f], "x") == settled
     f.write_text(RULE)  # written again: a new mtime, read again
     assert rulecache.rules_key([f], "x") == first
+
+
+def test_every_scan_option_is_parsed_by_the_fast_path_or_left_to_click():
+    """A new ``scan`` option must be added to the fast path's table (or to the list of
+    options whose command lines go to click): otherwise a plain command line would reach
+    the shared body without it."""
+    from imgscan import cli_scan
+    from imgscan.cli import main as group
+
+    click_names = {p.name for p in group.commands["scan"].params}
+    fast = {kw for kw, _ in cli_scan._OPTIONS.values()} | set(cli_scan._DEFAULTS)
+    left_to_click = {"image", "scan_all", "atomic_scanin", "atomic_scanout", "output_dir",
+                     "cache_url", "vulns", "db_path", "only_fixed", "strict_reachability"}
+    assert fast <= click_names
+    assert click_names - fast == left_to_click
+    for given in (["--all"], ["--cache", "redis://h"], ["--vulns"], ["--only-fixed"],
+                  ["--atomic-scanin", "/in"]):
+        assert cli_scan.parse(["scan", "img", *given]) is None, given
