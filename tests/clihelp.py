@@ -43,3 +43,31 @@ def start(*args: str, root: str, env: dict[str, str] | None = None) -> subproces
     return subprocess.Popen([*_command(full_env), *args, "--root", root],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=full_env)
+
+
+_SHARED_SRC: list[str] = []
+
+
+def src_for_other_users() -> str:
+    """A copy of ``src`` that another user (nobody, a rootless podman user) can import.
+
+    Why: the checkout may sit below a directory only root can enter (a ``mktemp -d`` is
+    0700); the copy lives in a 0755 temporary directory, with the ``_rules`` link resolved,
+    and is removed when the test process exits."""
+    if not _SHARED_SRC:
+        import atexit
+        import shutil
+        import tempfile
+
+        top = tempfile.mkdtemp(prefix="imgscan-src-")
+        os.chmod(top, 0o755)
+        dest = os.path.join(top, "src")
+        shutil.copytree(SRC, dest, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        for dirpath, dirnames, filenames in os.walk(dest):
+            for name in dirnames:
+                os.chmod(os.path.join(dirpath, name), 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        atexit.register(shutil.rmtree, top, True)
+        _SHARED_SRC.append(dest)
+    return _SHARED_SRC[0]

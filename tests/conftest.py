@@ -87,7 +87,9 @@ def as_nobody():
         os.chmod("/root", st.st_mode | 0o001)
     work = tempfile.mkdtemp(prefix="imgscan-rootless-")
     os.chmod(work, 0o777)
-    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "src"), "HOME": work}
+    from clihelp import src_for_other_users
+
+    env = {**os.environ, "PYTHONPATH": src_for_other_users(), "HOME": work}
 
     def run(*args: str, path: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534",

@@ -184,7 +184,9 @@ def _cli(*args: str, user: str | None = None, env: dict[str, str] | None = None,
 
     cmd = [sys.executable, "-m", "imgscan", *args]
     if user:
-        src = os.path.join(os.path.dirname(__file__), "..", "src")
+        from clihelp import src_for_other_users
+
+        src = src_for_other_users()
         line = " ".join(shlex.quote(c) for c in cmd)
         extra = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
         return subprocess.run(["su", user, "-c", f"cd ~ && env PYTHONPATH={src} {extra} "
