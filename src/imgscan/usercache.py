@@ -30,20 +30,31 @@ def trusted(fd: int) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
-def read_json(kind: str, key: str) -> Any:
-    """The record ``kind/key.json``, or None (absent, untrusted or unreadable)."""
+def read_trusted(path: str | os.PathLike[str]) -> bytes | None:
+    """The file's bytes when it is ours and writable by nobody else (not a symlink), else
+    None: what a cache may load without trusting another user."""
     try:
-        fd = os.open(cache_dir() / kind / f"{key}.json", os.O_RDONLY | os.O_NOFOLLOW
-                     | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
         if not trusted(f.fileno()):
             return None
         try:
-            return json.loads(f.read())
-        except ValueError:
+            return f.read()
+        except OSError:
             return None
+
+
+def read_json(kind: str, key: str) -> Any:
+    """The record ``kind/key.json``, or None (absent, untrusted or unreadable)."""
+    data = read_trusted(cache_dir() / kind / f"{key}.json")
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
 
 
 def write_json(kind: str, key: str, value: Any) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from imgscan.atomic import mkstemp
 from imgscan.model import Report
-from imgscan.usercache import trusted
+from imgscan.usercache import read_trusted
 
 FORMAT = "1"
 
@@ -51,21 +51,6 @@ def _path(cache_root: str, key: str) -> str:
     return os.path.join(cache_root, "reports", f"{key}.pickle")
 
 
-def _read_own(path: str) -> bytes | None:
-    """The file's bytes when it is ours and writable by nobody else (it is unpickled)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        if not trusted(f.fileno()):
-            return None
-        try:
-            return f.read()
-        except OSError:
-            return None
-
-
 def _write(path: str, data: bytes) -> bool:
     """Atomically, best effort (False: not written)."""
     try:
@@ -80,7 +65,7 @@ def _write(path: str, data: bytes) -> bool:
 
 
 def get(cache_root: str, key: str) -> Report | None:
-    data = _read_own(_path(cache_root, key))
+    data = read_trusted(_path(cache_root, key))
     if data is None:
         return None
     try:
@@ -128,7 +113,7 @@ def _head_path(cache_root: str, key: str, stamp: str) -> str:
 
 def get_head(cache_root: str, key: str, stamp: str) -> str | None:
     """The kept JSON text (ours, written by nobody else), or None."""
-    data = _read_own(_head_path(cache_root, key, stamp))
+    data = read_trusted(_head_path(cache_root, key, stamp))
     try:
         return data.decode("utf-8") if data is not None else None
     except UnicodeDecodeError:
