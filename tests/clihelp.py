@@ -8,6 +8,15 @@ import sys
 from dataclasses import dataclass
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+#: a user secret rule (``rules/*.toml`` format) that the warm-path tests add and edit
+MY_TOKEN_RULE = """
+[[rules]]
+id = "my-token"
+title = "My token"
+severity = "high"
+regex = '(?P<secret>mytok_[a-z0-9]{12})'
+keywords = ["mytok_"]
+"""
 CRASHHOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crashhooks.py")
 
 

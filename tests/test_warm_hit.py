@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from clihelp import MY_TOKEN_RULE as RULE
 from clihelp import SRC
 from imgscan.analyzers import identity
 from imgscan.analyzers.interface import ScanOptions
@@ -26,14 +27,6 @@ from test_reports_fixture import make_report
 PLUGIN_MODULES = {"osrelease", "dpkg", "rpm", "apk", "python_pkgs", "npm", "gobinary", "java",
                   "rust", "elf", "permissions", "imageconfig", "secrets"}
 
-RULE = '''
-[[rules]]
-id = "my-token"
-title = "My token"
-severity = "high"
-regex = '(?P<secret>mytok_[a-z0-9]{12})'
-keywords = ["mytok_"]
-'''
 
 WATCH = ("import sys, runpy, atexit, json\n"
          "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"

@@ -12,19 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from clihelp import MY_TOKEN_RULE as RULE
 from clihelp import SRC
 from imgscan.secrets import rulecache
 from imgscan.secrets import rules as R
 from imgscan.secrets.prefilter import AhoCorasickPrefilter, SmallPrefilter
-
-RULE = '''
-[[rules]]
-id = "my-token"
-title = "My token"
-severity = "high"
-regex = '(?P<secret>mytok_[a-z0-9]{12})'
-keywords = ["mytok_"]
-'''
 
 
 def test_rules_are_cached_by_content_and_invalidated_by_an_edit(tmp_path, monkeypatch):
