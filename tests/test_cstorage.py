@@ -447,9 +447,12 @@ def test_rootless_store(rootless_store, tmp_path) -> None:  # type: ignore[no-un
                             "*/diff/usr/local/bin/www", "-printf", "%U:%G %m"],
                            capture_output=True, text=True).stdout.strip()
     assert found == "100032:100041 4750", found
+    from clihelp import src_for_other_users
+
     py = sys.executable
-    rootless = as_user(f"{py} -m imgscan --quiet scan containers-storage:{ROOTLESS_NAME} "
-                       "--format json --root ~/imgscan-test-store")
+    rootless = as_user(f"env PYTHONPATH={src_for_other_users()} {py} -m imgscan --quiet scan "
+                       f"containers-storage:{ROOTLESS_NAME} --format json "
+                       "--root ~/imgscan-test-store")
     mine = json.loads(rootless.stdout)
     # the same image in root's store
     short = tempfile.mkdtemp(prefix="cs", dir="/tmp")
