@@ -449,8 +449,8 @@ def test_rootless_store(rootless_store, tmp_path) -> None:  # type: ignore[no-un
     assert found == "100032:100041 4750", found
     from clihelp import src_for_other_users
 
-    py = sys.executable
-    rootless = as_user(f"env PYTHONPATH={src_for_other_users()} {py} -m imgscan --quiet scan "
+    py = f"env PYTHONPATH={src_for_other_users()} {sys.executable}"
+    rootless = as_user(f"{py} -m imgscan --quiet scan "
                        f"containers-storage:{ROOTLESS_NAME} --format json "
                        "--root ~/imgscan-test-store")
     mine = json.loads(rootless.stdout)
